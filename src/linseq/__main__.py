@@ -1,0 +1,5 @@
+import sys
+
+from linseq.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""See DESIGN: adapters layer of linseq."""

@@ -1,0 +1,1 @@
+"""See DESIGN: bench layer of linseq."""

@@ -1,0 +1,1 @@
+"""See DESIGN: data layer of linseq."""

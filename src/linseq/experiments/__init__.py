@@ -1,0 +1,1 @@
+"""See DESIGN: experiments layer of linseq."""

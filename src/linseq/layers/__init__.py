@@ -1,0 +1,1 @@
+"""See DESIGN: layers layer of linseq."""

@@ -1,0 +1,1 @@
+"""See DESIGN: models layer of linseq."""
