@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: install linseq and the peers (wheels carried in .whl/), run the GPU tests and
+# the benchmarks, write logs, JSON and plots under $OUT (or $1).
+#   STAGES="tests bench lm ecoformer icl"  selects the parts (default: tests bench)
+#   LINSEQ_COMMIT=<sha>                    stamps results (the device copy has no .git)
+set -uo pipefail
+OUT=${OUT:-${1:-/tmp/linseq-gpu}}
+STAGES=${STAGES:-"tests bench"}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)'
+} 2>&1 | tee "$OUT/env.txt"
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+# linseq itself: an editable install when pip can build it offline, else straight from the source tree
+python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1 \
+  || export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+python3 -c 'import linseq, sys; print("linseq from", linseq.__file__)'
+
+status=0
+for stage in $STAGES; do
+  case $stage in
+    tests)
+      python3 -m pytest -q -m gpu -rs tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+      [ "${PIPESTATUS[0]}" = 0 ] || status=1 ;;
+    bench)
+      python3 -m linseq bench --out "$OUT/bench" 2>&1 | grep -v '^bench:' | tee "$OUT/bench.log" | tail -60 ;;
+    *)
+      script="benchmarks/gpu_${stage}.sh"
+      if [ -f "$script" ]; then
+        mkdir -p "/tmp/stage_$stage"
+        bash "$script" "/tmp/stage_$stage" 2>&1 | tail -30
+        tar -czf "$OUT/$stage.tar.gz" -C "/tmp/stage_$stage" .
+      else
+        echo "no $script"
+      fi ;;
+  esac
+done
+exit $status

@@ -1,0 +1,309 @@
+"""Triton kernels of Lightning Attention-2 (one kernel family, specialised by constexpr flags).
+
+Layout: q, k ``[B*T, H, K]``, v, o ``[B*T, H, V]`` (contiguous), per-token log decay ``g [B*T, H]`` float32,
+per-head log decay ``ld [H]`` float32. States ``[N, H, NS, K, V]`` float32, NS = segments per sequence.
+
+Every program walks the blocks of ``BT`` tokens of one segment of one (sequence, head) and keeps the carried
+state on chip, so no per-block state ever goes to memory:
+
+* ``lightning_fwd_kernel``: o = [(Q Kᵀ) ⊙ D] V + (Λ Q) S per block, then S ← λ^C S + (Λ' K)ᵀ V.
+  With ``STATE_ONLY`` it reads only k, v and writes the segment's end state (the first phase of a split sequence).
+* ``lightning_bwd_dq_kernel``: forward in time; dq = [(dO Vᵀ) ⊙ D] K + (Λ dO) Sᵀ, S recomputed on the way.
+* ``lightning_bwd_dkdv_kernel``: backward in time; dk, dv from the block's own attention and the carried dS.
+  With ``STATE_ONLY`` it reads q, dO and writes the segment's dS.
+
+Decay modes (``DECAY``): 0 none, 1 per head (``ld``), 2 per token (``g``, cumulated inside each block so that
+only differences of small numbers are ever exponentiated).
+"""
+
+from __future__ import annotations
+
+import os
+
+import triton
+import triton.language as tl
+
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _configs(warps: tuple[int, ...], stages: tuple[int, ...]) -> list[triton.Config]:
+    if _INTERPRET:
+        return [triton.Config({}, num_warps=4, num_stages=1)]
+    return [triton.Config({}, num_warps=w, num_stages=s) for w in warps for s in stages]
+
+
+@triton.jit
+def _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN: tl.constexpr):
+    """Token range [seg_start, seg_end) of segment i_s of sequence i_n, and the sequence's range."""
+    if IS_VARLEN:
+        bos = tl.load(CU + i_n).to(tl.int64)
+        eos = tl.load(CU + i_n + 1).to(tl.int64)
+    else:
+        bos = i_n.to(tl.int64) * T
+        eos = bos + T
+    seg_start = bos + i_s.to(tl.int64) * SEG_LEN
+    seg_end = tl.minimum(seg_start + SEG_LEN, eos)
+    return seg_start, seg_end
+
+
+@triton.jit
+def _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT: tl.constexpr, DECAY: tl.constexpr):
+    """Inclusive cumulative log decay inside one block, ``[BT]``, and its total over the valid tokens."""
+    if DECAY == 2:
+        g = tl.load(G + t * H + i_h, mask=t_mask, other=0.0).to(tl.float32)
+        b_g = tl.cumsum(g, axis=0)
+        g_last = tl.sum(g, axis=0)
+    else:
+        b = tl.load(LD + i_h).to(tl.float32)
+        b_g = (tl.arange(0, BT) + 1).to(tl.float32) * b
+        g_last = n_valid.to(tl.float32) * b
+    return b_g, g_last
+
+
+@triton.autotune(configs=_configs((4, 8), (2, 3)), key=["K", "V", "BV", "DECAY", "STATE_ONLY", "PRECISION"])
+@triton.jit
+def lightning_fwd_kernel(
+    Q, Kp, Vp, G, LD, H0, O, HT, CU, scale,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    DECAY: tl.constexpr, HAS_H0: tl.constexpr, STORE_STATE: tl.constexpr, STATE_ONLY: tl.constexpr,
+    IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
+):
+    i_v, i_nh, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_n, i_h = i_nh // H, i_nh % H
+    seg_start, seg_end = _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN)
+    if seg_start >= seg_end:
+        return
+
+    offs_k = tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    k_mask = offs_k < K
+    v_mask = offs_v < V
+    state_off = ((i_n * H + i_h).to(tl.int64) * NS + i_s) * K * V
+    state_ptrs = offs_k[:, None] * V + offs_v[None, :]
+    state_mask = k_mask[:, None] & v_mask[None, :]
+
+    b_s = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_H0:
+        b_s += tl.load(H0 + state_off + state_ptrs, mask=state_mask, other=0.0).to(tl.float32)
+
+    causal = tl.arange(0, BT)[:, None] >= tl.arange(0, BT)[None, :]
+    num_blocks = tl.cdiv(seg_end - seg_start, BT)
+    for i_b in range(num_blocks):
+        t = seg_start + i_b * BT + tl.arange(0, BT)
+        t_mask = t < seg_end
+        n_valid = tl.minimum(seg_end - seg_start - i_b * BT, BT)
+        b_k = tl.load(Kp + (t[:, None] * H + i_h) * K + offs_k[None, :],
+                      mask=t_mask[:, None] & k_mask[None, :], other=0.0)
+        b_v = tl.load(Vp + (t[:, None] * H + i_h) * V + offs_v[None, :],
+                      mask=t_mask[:, None] & v_mask[None, :], other=0.0)
+        if DECAY > 0:
+            b_g, g_last = _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT, DECAY)
+        if not STATE_ONLY:
+            b_q = tl.load(Q + (t[:, None] * H + i_h) * K + offs_k[None, :],
+                          mask=t_mask[:, None] & k_mask[None, :], other=0.0)
+            b_a = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION)
+            if DECAY > 0:
+                b_a = b_a * tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], float("-inf")))
+            else:
+                b_a = tl.where(causal, b_a, 0.0)
+            b_o = tl.dot((b_a * scale).to(b_v.dtype), b_v, input_precision=PRECISION)
+            if DECAY > 0:
+                b_qd = (b_q * (tl.exp(b_g) * scale)[:, None]).to(b_q.dtype)
+            else:
+                b_qd = (b_q * scale).to(b_q.dtype)
+            b_o += tl.dot(b_qd, b_s.to(b_q.dtype), input_precision=PRECISION)
+            tl.store(O + (t[:, None] * H + i_h) * V + offs_v[None, :], b_o.to(O.dtype.element_ty),
+                     mask=t_mask[:, None] & v_mask[None, :])
+        if DECAY > 0:
+            b_kd = (b_k * tl.exp(g_last - b_g)[:, None]).to(b_k.dtype)
+            b_s = b_s * tl.exp(g_last) + tl.dot(tl.trans(b_kd), b_v, input_precision=PRECISION)
+        else:
+            b_s += tl.dot(tl.trans(b_k), b_v, input_precision=PRECISION)
+
+    if STORE_STATE:
+        tl.store(HT + state_off + state_ptrs, b_s, mask=state_mask)
+
+
+@triton.autotune(configs=_configs((4, 8), (2, 3)), key=["K", "V", "BK", "DECAY", "PRECISION"])
+@triton.jit
+def lightning_bwd_dq_kernel(
+    DO, Kp, Vp, G, LD, H0, DQ, CU, scale,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    DECAY: tl.constexpr, HAS_H0: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Grid (K / BK, N*H, NS). BV covers all of V; S is the [BK, V] slice of the state."""
+    i_k, i_nh, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_n, i_h = i_nh // H, i_nh % H
+    seg_start, seg_end = _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN)
+    if seg_start >= seg_end:
+        return
+
+    offs_k = i_k * BK + tl.arange(0, BK)
+    offs_v = tl.arange(0, BV)
+    k_mask = offs_k < K
+    v_mask = offs_v < V
+    state_off = ((i_n * H + i_h).to(tl.int64) * NS + i_s) * K * V
+    state_mask = k_mask[:, None] & v_mask[None, :]
+
+    b_s = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_H0:
+        b_s += tl.load(H0 + state_off + offs_k[:, None] * V + offs_v[None, :], mask=state_mask, other=0.0)
+
+    causal = tl.arange(0, BT)[:, None] >= tl.arange(0, BT)[None, :]
+    num_blocks = tl.cdiv(seg_end - seg_start, BT)
+    for i_b in range(num_blocks):
+        t = seg_start + i_b * BT + tl.arange(0, BT)
+        t_mask = t < seg_end
+        n_valid = tl.minimum(seg_end - seg_start - i_b * BT, BT)
+        b_k = tl.load(Kp + (t[:, None] * H + i_h) * K + offs_k[None, :],
+                      mask=t_mask[:, None] & k_mask[None, :], other=0.0)
+        b_v = tl.load(Vp + (t[:, None] * H + i_h) * V + offs_v[None, :],
+                      mask=t_mask[:, None] & v_mask[None, :], other=0.0)
+        b_do = tl.load(DO + (t[:, None] * H + i_h) * V + offs_v[None, :],
+                       mask=t_mask[:, None] & v_mask[None, :], other=0.0)
+        b_da = tl.dot(b_do, tl.trans(b_v), input_precision=PRECISION)
+        if DECAY > 0:
+            b_g, g_last = _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT, DECAY)
+            b_da = b_da * tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], float("-inf")))
+        else:
+            b_da = tl.where(causal, b_da, 0.0)
+        b_dq = tl.dot((b_da * scale).to(b_k.dtype), b_k, input_precision=PRECISION)
+        b_inter = tl.dot(b_do, tl.trans(b_s.to(b_do.dtype)), input_precision=PRECISION)
+        if DECAY > 0:
+            b_dq += b_inter * (tl.exp(b_g) * scale)[:, None]
+            b_kd = (b_k * tl.exp(g_last - b_g)[:, None]).to(b_k.dtype)
+            b_s = b_s * tl.exp(g_last) + tl.dot(tl.trans(b_kd), b_v, input_precision=PRECISION)
+        else:
+            b_dq += b_inter * scale
+            b_s += tl.dot(tl.trans(b_k), b_v, input_precision=PRECISION)
+        tl.store(DQ + (t[:, None] * H + i_h) * K + offs_k[None, :], b_dq.to(DQ.dtype.element_ty),
+                 mask=t_mask[:, None] & k_mask[None, :])
+
+
+@triton.autotune(configs=_configs((4, 8), (2, 3)), key=["K", "V", "BV", "DECAY", "STATE_ONLY", "PRECISION"])
+@triton.jit
+def lightning_bwd_dkdv_kernel(
+    Q, Kp, Vp, DO, G, LD, DHT, DK, DV, DH0, CU, scale,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN, DK_SPLIT_STRIDE,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    DECAY: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, STATE_ONLY: tl.constexpr,
+    IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Grid (V / BV, N*H, NS), blocks visited last to first. BK covers all of K; dS is the [K, BV] slice.
+
+    With several V slices each program writes its partial dk at ``DK + i_v * DK_SPLIT_STRIDE`` (float32),
+    summed afterwards."""
+    i_v, i_nh, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_n, i_h = i_nh // H, i_nh % H
+    seg_start, seg_end = _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN)
+    if seg_start >= seg_end:
+        return
+
+    offs_k = tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    k_mask = offs_k < K
+    v_mask = offs_v < V
+    state_off = ((i_n * H + i_h).to(tl.int64) * NS + i_s) * K * V
+    state_ptrs = offs_k[:, None] * V + offs_v[None, :]
+    state_mask = k_mask[:, None] & v_mask[None, :]
+
+    b_ds = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_DHT:
+        b_ds += tl.load(DHT + state_off + state_ptrs, mask=state_mask, other=0.0)
+
+    causal = tl.arange(0, BT)[:, None] >= tl.arange(0, BT)[None, :]
+    num_blocks = tl.cdiv(seg_end - seg_start, BT)
+    for i_r in range(num_blocks):
+        i_b = num_blocks - 1 - i_r
+        t = seg_start + i_b * BT + tl.arange(0, BT)
+        t_mask = t < seg_end
+        n_valid = tl.minimum(seg_end - seg_start - i_b * BT, BT)
+        b_q = tl.load(Q + (t[:, None] * H + i_h) * K + offs_k[None, :],
+                      mask=t_mask[:, None] & k_mask[None, :], other=0.0)
+        b_do = tl.load(DO + (t[:, None] * H + i_h) * V + offs_v[None, :],
+                       mask=t_mask[:, None] & v_mask[None, :], other=0.0)
+        if DECAY > 0:
+            b_g, g_last = _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT, DECAY)
+            b_qd = (b_q * (tl.exp(b_g) * scale)[:, None]).to(b_q.dtype)
+        else:
+            b_qd = (b_q * scale).to(b_q.dtype)
+        if not STATE_ONLY:
+            b_k = tl.load(Kp + (t[:, None] * H + i_h) * K + offs_k[None, :],
+                          mask=t_mask[:, None] & k_mask[None, :], other=0.0)
+            b_v = tl.load(Vp + (t[:, None] * H + i_h) * V + offs_v[None, :],
+                          mask=t_mask[:, None] & v_mask[None, :], other=0.0)
+            b_a = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION)
+            b_dp = tl.dot(b_do, tl.trans(b_v), input_precision=PRECISION)
+            if DECAY > 0:
+                b_d = tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], float("-inf")))
+                b_a = b_a * b_d
+                b_dp = b_dp * b_d
+                b_to_end = tl.exp(g_last - b_g)
+                b_kd = (b_k * b_to_end[:, None]).to(b_k.dtype)
+                b_vd = (b_v * b_to_end[:, None]).to(b_v.dtype)
+            else:
+                b_a = tl.where(causal, b_a, 0.0)
+                b_dp = tl.where(causal, b_dp, 0.0)
+                b_kd = b_k
+                b_vd = b_v
+            b_ds_lo = b_ds.to(b_k.dtype)
+            b_dv = tl.dot(tl.trans((b_a * scale).to(b_do.dtype)), b_do, input_precision=PRECISION)
+            b_dv += tl.dot(b_kd, b_ds_lo, input_precision=PRECISION)
+            b_dk = tl.dot(tl.trans((b_dp * scale).to(b_q.dtype)), b_q, input_precision=PRECISION)
+            b_dk += tl.dot(b_vd, tl.trans(b_ds_lo), input_precision=PRECISION)
+            tl.store(DV + (t[:, None] * H + i_h) * V + offs_v[None, :], b_dv.to(DV.dtype.element_ty),
+                     mask=t_mask[:, None] & v_mask[None, :])
+            tl.store(DK + i_v * DK_SPLIT_STRIDE + (t[:, None] * H + i_h) * K + offs_k[None, :],
+                     b_dk.to(DK.dtype.element_ty), mask=t_mask[:, None] & k_mask[None, :])
+        if DECAY > 0:
+            b_ds = b_ds * tl.exp(g_last) + tl.dot(tl.trans(b_qd), b_do, input_precision=PRECISION)
+        else:
+            b_ds += tl.dot(tl.trans(b_qd), b_do, input_precision=PRECISION)
+
+    if STORE_DH0:
+        tl.store(DH0 + state_off + state_ptrs, b_ds, mask=state_mask)
+
+
+@triton.jit
+def lightning_decode_kernel(
+    Q, Kp, Vp, G, LD, H0, O, HT, CU, scale,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr,
+    DECAY: tl.constexpr, HAS_H0: tl.constexpr, STORE_STATE: tl.constexpr, IS_VARLEN: tl.constexpr,
+):
+    """Token-by-token recurrence for decoding: grid (V / BV, N*H); the [K, BV] state slice stays in registers."""
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    if IS_VARLEN:
+        bos = tl.load(CU + i_n).to(tl.int64)
+        eos = tl.load(CU + i_n + 1).to(tl.int64)
+    else:
+        bos = i_n.to(tl.int64) * T
+        eos = bos + T
+    offs_k = tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    k_mask = offs_k < K
+    v_mask = offs_v < V
+    state_off = (i_n * H + i_h).to(tl.int64) * K * V
+    state_ptrs = offs_k[:, None] * V + offs_v[None, :]
+    state_mask = k_mask[:, None] & v_mask[None, :]
+    b_s = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_H0:
+        b_s += tl.load(H0 + state_off + state_ptrs, mask=state_mask, other=0.0)
+    if DECAY == 1:
+        b_ld = tl.load(LD + i_h).to(tl.float32)
+    for t in range(bos, eos):
+        b_q = tl.load(Q + (t * H + i_h) * K + offs_k, mask=k_mask, other=0.0).to(tl.float32)
+        b_k = tl.load(Kp + (t * H + i_h) * K + offs_k, mask=k_mask, other=0.0).to(tl.float32)
+        b_v = tl.load(Vp + (t * H + i_h) * V + offs_v, mask=v_mask, other=0.0).to(tl.float32)
+        if DECAY == 2:
+            b_s = b_s * tl.exp(tl.load(G + t * H + i_h).to(tl.float32))
+        elif DECAY == 1:
+            b_s = b_s * tl.exp(b_ld)
+        b_s += b_k[:, None] * b_v[None, :]
+        b_o = tl.sum(b_s * b_q[:, None], axis=0) * scale
+        tl.store(O + (t * H + i_h) * V + offs_v, b_o.to(O.dtype.element_ty), mask=v_mask)
+    if STORE_STATE:
+        tl.store(HT + state_off + state_ptrs, b_s, mask=state_mask)
