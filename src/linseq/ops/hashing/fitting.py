@@ -62,8 +62,8 @@ def fit_hash_bits(
     the reference code's. One difference: the accept-if-the-discrete-loss-improves test is made per head (the
     reference makes it once for all heads together).
 
-    Returns ``(hyperplanes [H,b,m] float32, error [b+1, H])``: per head, before any bit and after each bit, the mean
-    squared error of ``h_q·h_k`` against ``b·S`` over the labelled pairs, divided by ``b²`` (lower is better).
+    Returns ``(hyperplanes [H,b,m] float32, error [b+1, H])``: per head, before any bit and after each bit, the KSH
+    objective ``‖h_q h_kᵀ − b·S‖²_F / (n² b²)`` (lower is better; the greedy steps need not lower it every time).
     """
     nbits = hyperplanes.shape[1]
     return _fit_hash_bits(feats_q, feats_k, labels, hyperplanes, iterations, lr, momentum)
@@ -116,13 +116,11 @@ def _fit_hash_bits(feats_q, feats_k, labels, hyperplanes, iterations, lr, moment
 
 
 def _full_loss(Kq, Kk, A, labels, nbits, same) -> torch.Tensor:
-    """``‖h_q h_kᵀ − b·S‖²`` restricted to labelled pairs, per head, averaged over batch and rows: ``[H]``."""
+    """The KSH objective ``‖h_q h_kᵀ − b·S‖²_F / (n² b²)`` per head, averaged over the batch: ``[H]``."""
     hq = torch.where(torch.einsum("bhnm,hrm->bhnr", Kq, A) >= 0, 1.0, -1.0)
     hk = hq if same else torch.where(torch.einsum("bhnm,hrm->bhnr", Kk, A) >= 0, 1.0, -1.0)
     gram = torch.einsum("bhir,bhjr->bhij", hq, hk)
-    mask = labels != 0
-    err = ((gram - nbits * labels) ** 2 * mask).sum(-1) / mask.sum(-1).clamp_min(1)
-    return err.mean(dim=(0, 2)) / nbits**2
+    return ((gram - nbits * labels) ** 2).mean(dim=(0, 2, 3)) / nbits**2
 
 
 def hash_agreement(hq: torch.Tensor, hk: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
