@@ -42,7 +42,8 @@ class EcoAttention(nn.Module):
         num_anchors: m, RBF anchors per head (25 in every EcoFormer config).
         topk: keys labelled most/least similar per query when fitting (10 in the EcoFormer configs).
         shared_qk: one projection for queries and keys (as EcoFormer's ``to_qk``), or separate ``q_proj``/``k_proj``.
-        causal: keys ``j <= i`` only (for a language model); the fitting labels are then causal too.
+        causal: keys ``j <= i`` only (for a language model); the fitting labels and the RBF bandwidth (a running
+            mean) are then causal too, so no output depends on a later token.
         normalizer: ``"consistent"`` or ``"reference"`` (see :func:`linseq.ops.hashing.hash_attn`).
         mode: ``"hash"`` or ``"softmax"``.
         fit_iterations, fit_lr: per-bit SGD steps and learning rate of the fitting (reference: 100, 5e-4).
@@ -115,8 +116,10 @@ class EcoAttention(nn.Module):
 
     def codes(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """±1 codes ``[B,T,H,b]`` of the L2-normalised queries and keys."""
-        hq = kernel_hash(F.normalize(q, dim=-1), self.anchors, self.hyperplanes, self.mvec)
-        hk = hq if self.k_proj is None else kernel_hash(F.normalize(k, dim=-1), self.anchors, self.hyperplanes, self.mvec)
+        c = self.causal
+        hq = kernel_hash(F.normalize(q, dim=-1), self.anchors, self.hyperplanes, self.mvec, causal=c)
+        hk = hq if self.k_proj is None else kernel_hash(F.normalize(k, dim=-1), self.anchors, self.hyperplanes,
+                                                         self.mvec, causal=c)
         return hq, hk
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -168,8 +171,8 @@ class EcoAttention(nn.Module):
         if pool.shape[0] < self.num_anchors:
             pick = torch.randint(pool.shape[0], (self.num_anchors,), device=q.device)
         self.anchors.copy_(pool[pick[: self.num_anchors]].transpose(0, 1))  # [H,m,C]
-        feats_q = rbf_features(qn, self.anchors)  # [B,T,H,m]
-        feats_k = feats_q if self.k_proj is None else rbf_features(kn, self.anchors)
+        feats_q = rbf_features(qn, self.anchors, causal=self.causal)  # [B,T,H,m]
+        feats_k = feats_q if self.k_proj is None else rbf_features(kn, self.anchors, causal=self.causal)
         self.mvec.copy_(torch.cat([feats_q, feats_k], 1).mean(dim=(0, 1)) if self.k_proj is not None
                         else feats_q.mean(dim=(0, 1)))
         pos = self._sample_positions(T, q.device)

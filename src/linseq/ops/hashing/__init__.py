@@ -56,6 +56,8 @@ def kernel_hash(
     anchors: torch.Tensor,
     hyperplanes: torch.Tensor,
     mvec: torch.Tensor | None = None,
+    *,
+    causal: bool = False,
 ) -> torch.Tensor:
     """Binary codes of ``x`` by the kernelized hash.
 
@@ -64,6 +66,7 @@ def kernel_hash(
         anchors: ``[H, m, C]`` anchor points per head.
         hyperplanes: ``[H, b, m]`` hyperplanes in the kernel space (detached: no gradient flows to them).
         mvec: ``[H, m]`` centring vector (mean kernel value at fitting time), or None for no centring.
+        causal: the RBF bandwidth of token t uses tokens ``<= t`` only (EcoFormer, non-causal, uses all tokens).
 
     Returns:
         ``[B, T, H, b]`` codes, exactly ±1, in float32 (float64 for float64 x); the gradient reaches ``x``
@@ -87,7 +90,7 @@ def kernel_hash(
     for name, t in (("anchors", anchors), ("hyperplanes", hyperplanes), ("mvec", mvec)):
         if t is not None and t.device != x.device:
             raise ValueError(f"{name} must be on {x.device} like x; got {t.device}")
-    return hash_codes(rbf_features(x, anchors, mvec), hyperplanes)
+    return hash_codes(rbf_features(x, anchors, mvec, causal), hyperplanes)
 
 
 def hash_attn(

@@ -30,11 +30,15 @@ def sign_ste(y: torch.Tensor) -> torch.Tensor:
     return _SignSTE.apply(y)
 
 
-def rbf_features(x: torch.Tensor, anchors: torch.Tensor, mvec: torch.Tensor | None = None) -> torch.Tensor:
+def rbf_features(
+    x: torch.Tensor, anchors: torch.Tensor, mvec: torch.Tensor | None = None, causal: bool = False
+) -> torch.Tensor:
     """Centred RBF kernel features ``k(x_t, a_j) - mvec_j``.
 
     x: ``[B, T, H, C]``; anchors: ``[H, m, C]``; mvec: ``[H, m]`` or None (no centring).
-    ``d_tj = ||x_t − a_j||²``, ``σ² = mean_{t,j} d_tj`` per (B, H), ``k = exp(−d / (2σ²))``.
+    ``d_tj = ||x_t − a_j||²``, ``σ² = mean_{t,j} d_tj`` per (B, H), ``k = exp(−d / (2σ²))``. With ``causal`` the
+    bandwidth of token t is the running mean over tokens ``<= t`` (the whole-sequence mean would let future tokens
+    change past codes).
     Returns ``[B, T, H, m]`` in float32 (float64 for float64 input).
     """
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -42,7 +46,12 @@ def rbf_features(x: torch.Tensor, anchors: torch.Tensor, mvec: torch.Tensor | No
     # ||x||² + ||a||² − 2 x·a, clamped at 0 against rounding
     d = (xf * xf).sum(-1, keepdim=True) + (af * af).sum(-1)[None, None] - 2.0 * torch.einsum("bthc,hmc->bthm", xf, af)
     d = d.clamp_min(0.0)  # [B,T,H,m]
-    sigma2 = d.mean(dim=(1, 3), keepdim=True).clamp_min(torch.finfo(acc).tiny)  # [B,1,H,1]
+    if causal:
+        count = torch.arange(1, x.shape[1] + 1, dtype=acc, device=x.device)[None, :, None, None]
+        sigma2 = d.mean(dim=3, keepdim=True).cumsum(1) / count  # [B,T,H,1]
+    else:
+        sigma2 = d.mean(dim=(1, 3), keepdim=True)  # [B,1,H,1]
+    sigma2 = sigma2.clamp_min(torch.finfo(acc).tiny)
     k = torch.exp(-d / (2.0 * sigma2))
     if mvec is not None:
         k = k - mvec.to(acc)[None, None]
