@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: install linseq and the peers (wheels carried in .whl/), run the GPU tests and
 # the benchmarks, write logs, JSON and plots under $OUT (or $1).
-#   STAGES="tests bench lm ecoformer icl"  selects the parts (default: tests bench)
+#   STAGES="accuracy tests bench bench-quick lm ecoformer icl"  selects the parts (default: accuracy tests bench)
 #   LINSEQ_COMMIT=<sha>                    stamps results (the device copy has no .git)
 set -uo pipefail
 OUT=${OUT:-${1:-/tmp/linseq-gpu}}
-STAGES=${STAGES:-"tests bench"}
+STAGES=${STAGES:-"accuracy tests bench"}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -26,11 +26,14 @@ python3 -c 'import linseq, sys; print("linseq from", linseq.__file__)'
 status=0
 for stage in $STAGES; do
   case $stage in
+    accuracy)
+      timeout 240 python3 benchmarks/gpu_accuracy.py 2>&1 | tee "$OUT/accuracy.log" ;;
     tests)
       python3 -m pytest -q -m gpu -rs tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
       [ "${PIPESTATUS[0]}" = 0 ] || status=1 ;;
-    bench)
-      python3 -m linseq bench --out "$OUT/bench" 2>&1 | grep -v '^bench:' | tee "$OUT/bench.log" | tail -60 ;;
+    bench|bench-quick)
+      extra=""; [ "$stage" = bench-quick ] && extra="--quick"
+      timeout "${BENCH_TIMEOUT:-420}" python3 -m linseq bench $extra --out "$OUT/bench" 2>&1 | grep -v '^bench:' | tee "$OUT/bench.log" | tail -60 ;;
     *)
       script="benchmarks/gpu_${stage}.sh"
       if [ -f "$script" ]; then

@@ -73,6 +73,12 @@ def make_plan(q: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor | None,
     return Plan(N, T, max_len, num_segments, seg_blocks * BLOCK_T, cu_seqlens is not None)
 
 
+def _launch(tile_elems: int) -> dict:
+    """Warps and pipeline stages for a program whose fp32 state tile has ``tile_elems`` elements
+    (fixed rather than autotuned: autotuning every shape costs minutes of compilation)."""
+    return dict(num_warps=4 if tile_elems <= 128 * 64 else 8, num_stages=2)
+
+
 def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
@@ -152,6 +158,7 @@ def lightning_forward(q, k, v, log_decay, scale, initial_state, output_final_sta
     common = dict(T=T, H=H, K=K, V=V, SEG_LEN=plan.seg_len, BT=BLOCK_T, BK=BK, BV=BV, DECAY=decay,
                   IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype))
     grid = (triton.cdiv(V, BV), N * H, NS)
+    common.update(_launch(BK * BV))
     seg_states = None
     if NS == 1:
         final = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
@@ -195,7 +202,8 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, do,
     dq_h0 = seg_states if NS > 1 else h0
     lightning_bwd_dq_kernel[(triton.cdiv(K, BKq), N * H, NS)](
         dof, kf, vf, g, ld, dq_h0, dq, cu_seqlens, scale, NS=NS, BK=BKq, BV=BVf,
-        HAS_H0=dq_h0 is not None, **common)
+        HAS_H0=dq_h0 is not None, **common, **_launch(BKq * BVf))
+    common.update(_launch(BK * BV))
 
     NV = triton.cdiv(V, BV)
     dv = torch.empty_like(vf)

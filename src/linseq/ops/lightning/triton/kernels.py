@@ -18,18 +18,8 @@ only differences of small numbers are ever exponentiated).
 
 from __future__ import annotations
 
-import os
-
 import triton
 import triton.language as tl
-
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def _configs(warps: tuple[int, ...], stages: tuple[int, ...]) -> list[triton.Config]:
-    if _INTERPRET:
-        return [triton.Config({}, num_warps=4, num_stages=1)]
-    return [triton.Config({}, num_warps=w, num_stages=s) for w in warps for s in stages]
 
 
 @triton.jit
@@ -60,7 +50,6 @@ def _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT: tl.constexpr, DECAY:
     return b_g, g_last
 
 
-@triton.autotune(configs=_configs((4, 8), (2, 3)), key=["K", "V", "BV", "DECAY", "STATE_ONLY", "PRECISION"])
 @triton.jit
 def lightning_fwd_kernel(
     Q, Kp, Vp, G, LD, H0, O, HT, CU, scale,
@@ -125,7 +114,6 @@ def lightning_fwd_kernel(
         tl.store(HT + state_off + state_ptrs, b_s, mask=state_mask)
 
 
-@triton.autotune(configs=_configs((4, 8), (2, 3)), key=["K", "V", "BK", "DECAY", "PRECISION"])
 @triton.jit
 def lightning_bwd_dq_kernel(
     DO, Kp, Vp, G, LD, H0, DQ, CU, scale,
@@ -182,7 +170,6 @@ def lightning_bwd_dq_kernel(
                  mask=t_mask[:, None] & k_mask[None, :])
 
 
-@triton.autotune(configs=_configs((4, 8), (2, 3)), key=["K", "V", "BV", "DECAY", "STATE_ONLY", "PRECISION"])
 @triton.jit
 def lightning_bwd_dkdv_kernel(
     Q, Kp, Vp, DO, G, LD, DHT, DK, DV, DH0, CU, scale,
