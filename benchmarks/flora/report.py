@@ -68,8 +68,10 @@ def markdown_tables(result: dict) -> str:
         markdown_table(result["cnn"], "CNN transfer"),
         markdown_table(result["lm"], "Language-model transfer"),
         f"Measured on {meta['device']}, torch {meta['torch']}, peft {meta['peft']}, commit {meta['commit']}, "
-        f"{meta['threads']} thread(s); whole comparison {result['seconds']:.0f} s "
-        f"(CNN {result['cnn']['seconds']:.0f} s, LM {result['lm']['seconds']:.0f} s).",
+        f"{meta['threads']} thread(s); whole comparison {result['seconds']:.0f} s wall-clock "
+        f"(CNN {result['cnn']['seconds']:.0f} s, LM {result['lm']['seconds']:.0f} s)"
+        + (f", {result['cpu_seconds']:.0f} s of CPU time" if "cpu_seconds" in result else "")
+        + " on a machine shared with other jobs.",
     ])
 
 
