@@ -7,8 +7,9 @@ from torch import nn
 
 
 def rms_normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """``x / sqrt(mean(x², -1) + eps)`` computed in float32, returned in ``x``'s dtype. Any shape ``[..., D]``."""
-    xf = x.float()
+    """``x / sqrt(mean(x², -1) + eps)`` computed in float32 (float64 stays float64), returned in ``x``'s dtype.
+    Any shape ``[..., D]``."""
+    xf = x if x.dtype == torch.float64 else x.float()
     return (xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps)).to(x.dtype)
 
 

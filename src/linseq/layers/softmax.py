@@ -20,7 +20,7 @@ def rotary_cos_sin(
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate ``x [B, H, T, Dh]`` by the tables ``[T, Dh]``; computed in float32, returned in x's dtype."""
-    xf = x.float()
+    xf = x if x.dtype == torch.float64 else x.float()
     x1, x2 = xf.chunk(2, dim=-1)
     rotated = torch.cat([-x2, x1], dim=-1)
     return (xf * cos + rotated * sin).to(x.dtype)
