@@ -57,14 +57,14 @@ def get_preset(name: str, device: str | None = None) -> Preset:
             train=TrainConfig(steps=400, batch=128, eval_every=50, eval_tasks=512, fit_tasks=4096, device=device),
             part_a_n=(10, 25), part_a_d=5, part_a_R=(1.0, 4.0), part_a_instances=200,
             figures=((25, 10),), seeds=1,
-            d_sweep_n=25, d_sweep=(5, 10), n_sweep_d=10, n_sweep=(10, 25),
-            temperature_nd=(25, 10), temperatures=(0.5, 1.0, 2.0),
+            d_sweep_n=25, d_sweep=(5, 10), n_sweep_d=10, n_sweep=(25,),
+            temperature_nd=(25, 10), temperatures=(1.0, 2.0),
             constructed_temperatures=(0.01, 0.1, 1.0, 10.0),
         )
     if device.startswith("cuda"):
         train = TrainConfig(steps=10_000, batch=512, eval_every=250, eval_tasks=2048, fit_tasks=16_384, device=device)
         return Preset(name="paper", train=train, seeds=5)
-    train = TrainConfig(steps=1200, batch=128, eval_every=100, eval_tasks=512, fit_tasks=8192, device=device)
+    train = TrainConfig(steps=1000, batch=128, eval_every=100, eval_tasks=384, fit_tasks=8192, device=device)
     return Preset(name="paper", train=train, seeds=3)
 
 

@@ -22,7 +22,7 @@ from linseq.ops.lightning.triton.kernels import (
 
 BLOCK_T = 64
 # Programs wanted in flight: a few per multiprocessor keeps enough loads outstanding on a memory-bound pass.
-PROGRAMS_PER_SM = 3
+PROGRAMS_PER_SM = 2
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,21 @@ def _pow2(x: int) -> int:
     return max(16, triton.next_power_of_2(x))
 
 
+# Largest fp32 state tile one program keeps in registers (128×128 with 8 warps: 64 registers a thread).
+MAX_STATE_TILE = 128 * 128
+
+
 def _value_block(K: int, V: int) -> int:
-    # the [K, BV] fp32 state must stay in registers
+    """Width of the V slice a program owns: all of V when the whole [K, V] state fits on chip, so q and k
+    are read once; otherwise a slice, and the slices' partial dk are summed afterwards."""
+    if _pow2(K) * _pow2(V) <= MAX_STATE_TILE:
+        return _pow2(V)
     return min(_pow2(V), 64 if K <= 128 else 32)
+
+
+def _key_block(K: int, V: int) -> int:
+    """Width of the K slice of the dq sweep (its state slice is [BK, V])."""
+    return _pow2(K) if _pow2(K) * _pow2(V) <= MAX_STATE_TILE else min(_pow2(K), 64)
 
 
 def _num_sms(device: torch.device) -> int:
@@ -194,16 +206,18 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, do,
     N, NS = plan.num_seqs, plan.num_segments
     BK, BV = _pow2(K), _value_block(K, V)
     BVf = _pow2(V)
-    BKq = min(BK, 64)
-    common = dict(T=T, H=H, K=K, V=V, SEG_LEN=plan.seg_len, BT=BLOCK_T, DECAY=decay,
+    BKq = _key_block(K, V)
+    # the dk/dv sweep holds the most tiles at once: halve its block when the state tile is large
+    BT_dkdv = BLOCK_T // 2 if BK * BV > 128 * 64 else BLOCK_T
+    common = dict(T=T, H=H, K=K, V=V, SEG_LEN=plan.seg_len, DECAY=decay,
                   IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype))
 
     dq = torch.empty(qf.shape, dtype=grad_dtype, device=q.device)
     dq_h0 = seg_states if NS > 1 else h0
     lightning_bwd_dq_kernel[(triton.cdiv(K, BKq), N * H, NS)](
         dof, kf, vf, g, ld, dq_h0, dq, cu_seqlens, scale, NS=NS, BK=BKq, BV=BVf,
-        HAS_H0=dq_h0 is not None, **common, **_launch(BKq * BVf))
-    common.update(_launch(BK * BV))
+        BT=BLOCK_T, HAS_H0=dq_h0 is not None, **common, **_launch(BKq * BVf))
+    common.update(_launch(BK * BV), BT=BT_dkdv)
 
     NV = triton.cdiv(V, BV)
     dv = torch.empty_like(vf)
