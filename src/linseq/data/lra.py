@@ -2,8 +2,8 @@
 
 ListOps (Nangia & Bowman, 2018; the LRA version of Tay et al., 2021): nested prefix expressions over the digits
 0-9 with the operators MAX, MIN, MED (median, rounded down) and SM (sum modulo 10); the label is the value (10
-classes). Trees are drawn top-down: below the maximum depth a node is a leaf digit with probability 0.25, else an
-operator with 2..max_args arguments; expressions outside [min_len, max_len] tokens are rejected (LRA: depth 10,
+classes). Trees are drawn top-down: below the maximum depth a node is an operator with 2..max_args arguments with
+probability 0.25, else a leaf digit; expressions outside [min_len, max_len] tokens are rejected (LRA: depth 10,
 10 arguments, 500-2000 tokens).
 
 Pathfinder (Linsley et al., 2018; LRA's 32×32 version): a grey-scale image with two marker dots and several curved,
@@ -30,7 +30,7 @@ LISTOPS_PAD = 0
 LISTOPS_OPS = ("[MAX", "[MIN", "[MED", "[SM")
 LISTOPS_VOCAB = ("<pad>",) + tuple(str(d) for d in range(10)) + LISTOPS_OPS + ("]",)
 _TOK = {t: i for i, t in enumerate(LISTOPS_VOCAB)}
-_LEAF_P = 0.25  # LRA's VALUE_P
+_OP_P = 0.25  # LRA's VALUE_P: a node below the maximum depth is an operator with this probability
 
 
 class _TooLong(Exception):
@@ -51,7 +51,7 @@ def _grow(rng: np.random.Generator, depth: int, max_depth: int, max_args: int, o
     """Append one subtree's tokens to ``out``; return its value. Raises _TooLong past ``budget`` tokens."""
     if len(out) > budget:
         raise _TooLong
-    if depth >= max_depth or rng.random() < _LEAF_P:
+    if depth >= max_depth or rng.random() >= _OP_P:
         d = int(rng.integers(10))
         out.append(str(d))
         return d
