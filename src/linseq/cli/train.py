@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seq-len", type=int, default=None, help="training window in bytes")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
     parser.add_argument("--eval-every", type=int, default=None, help="validation period in steps")
+    parser.add_argument("--eval-batches", type=int, default=None, help="validation batches per evaluation")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint period in steps")
     parser.add_argument("--max-bytes", type=int, default=None, help="read at most this many corpus bytes")
     parser.add_argument("--seed", type=int, default=0)

@@ -37,12 +37,14 @@ class TrainOptions:
     seq_len: int | None = None
     lr: float | None = None
     eval_every: int | None = None
+    eval_batches: int | None = None
     checkpoint_every: int | None = None
     max_bytes: int | None = None
     seed: int = 0
     resume: bool = False
     device: str = "auto"
     progress: bool = True
+    model_overrides: dict[str, Any] | None = None  # extra LinseqLMConfig fields (Python API; benchmarks, tests)
 
 
 def lr_at(step: int, preset: Preset) -> float:
@@ -113,18 +115,20 @@ def _pick_device(name: str, local_rank: int) -> torch.device:
 
 def resolve_preset(options: TrainOptions) -> tuple[Any, Preset]:
     """Model config and schedule: the preset with the options' overrides applied."""
-    overrides = {"attn_pattern": options.attn_pattern} if options.attn_pattern else {}
+    overrides = dict(options.model_overrides or {})
+    if options.attn_pattern:
+        overrides["attn_pattern"] = options.attn_pattern
     config, preset = preset_config(options.preset, **overrides)
     changes = {
         k: getattr(options, k)
-        for k in ("steps", "batch_size", "seq_len", "lr", "eval_every", "checkpoint_every")
+        for k in ("steps", "batch_size", "seq_len", "lr", "eval_every", "eval_batches", "checkpoint_every")
         if getattr(options, k) is not None
     }
     if "lr" in changes:
         changes["min_lr"] = changes["lr"] / 10
     if "steps" in changes:
         changes["warmup_steps"] = min(preset.warmup_steps, max(1, changes["steps"] // 10))
-    for key in ("steps", "batch_size", "seq_len", "eval_every", "checkpoint_every"):
+    for key in ("steps", "batch_size", "seq_len", "eval_every", "eval_batches", "checkpoint_every"):
         if key in changes and changes[key] < 1:
             raise ValueError(f"--{key.replace('_', '-')} must be >= 1; got {changes[key]}")
     preset = replace(preset, **changes)
@@ -215,6 +219,7 @@ def train_lm(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             loss = next_token_loss(train_model, windows)
         loss.backward()
+        loss = loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), preset.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
