@@ -54,7 +54,7 @@ def get_preset(name: str, device: str | None = None) -> Preset:
     if name == "ci":
         return Preset(
             name="ci",
-            train=TrainConfig(steps=400, batch=128, eval_every=50, eval_tasks=512, fit_tasks=4096, device=device),
+            train=TrainConfig(steps=400, batch=128, eval_every=50, eval_tasks=256, fit_tasks=4096, device=device),
             part_a_n=(10, 25), part_a_d=5, part_a_R=(1.0, 4.0), part_a_instances=200,
             figures=((25, 10),), seeds=1,
             d_sweep_n=25, d_sweep=(5, 10), n_sweep_d=10, n_sweep=(25,),
