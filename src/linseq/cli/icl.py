@@ -25,7 +25,7 @@ Preds Diff, Model Diff and Model Cos (gradients of each query logit w.r.t. its q
 swept over d, n and the attention temperature.
 
 Presets: ci (about a minute on a CPU, small sizes) and paper (n = 200 and 25, d = 20, d swept 5..40; about
-10 minutes on a 2-core CPU with fewer steps and seeds; on CUDA batch 512, 10k steps, 5 seeds).
+10 minutes on a 2-core CPU with fewer steps and seeds; on CUDA batch 512, 5000 steps, 5 seeds).
 Outputs in --out: results.json (with device, versions, commit, seed) and PNG figures."""
 EPILOG = """\
 examples:
