@@ -1,6 +1,7 @@
 """Render the README tables of the LM benchmark from its JSON (never type a measured number by hand).
 
-    python benchmarks/lm/render_table.py benchmarks/results/lm/lm_bench.json > benchmarks/results/lm/lm_tables.md
+    python benchmarks/lm/render_table.py benchmarks/results/lm/lm_bench.json --out benchmarks/results/lm/lm_tables.md
+    python benchmarks/lm/render_table.py benchmarks/results/lm/train_tiny_cpu/metrics.json --out .../train_table.md
 """
 
 from __future__ import annotations
@@ -79,12 +80,29 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
+def render_training(metrics: dict) -> str:
+    """Markdown table of a ``linseq train`` run's validation curve from its ``metrics.json``."""
+    meta = metrics["run_metadata"]
+    lines = [
+        f"`linseq train --preset {metrics['preset']}` on {meta['device']} (torch {meta['torch']}, commit "
+        f"{meta['commit']}): {metrics['parameters'] / 1e6:.2f}M parameters, layers {metrics['model_config']['mixer_types']}, "
+        f"{metrics['elapsed_s'] / 60:.1f} min.",
+        "",
+        "| step | training bytes | validation bits/byte |",
+        "|---|---|---|",
+    ]
+    for h in metrics["history"]:
+        lines.append(f"| {h['step']} | {h['tokens']:,} | {h['val_bpb']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("json", help="lm_bench.json written by bench_lm.py")
+    parser.add_argument("json", help="lm_bench.json written by bench_lm.py, or metrics.json of `linseq train`")
     parser.add_argument("--out", default=None, help="write the Markdown here instead of stdout")
     args = parser.parse_args(argv)
-    text = render(json.loads(Path(args.json).read_text()))
+    data = json.loads(Path(args.json).read_text())
+    text = render_training(data) if "history" in data and "quality" not in data else render(data)
     if args.out:
         Path(args.out).write_text(text + "\n")
     else:

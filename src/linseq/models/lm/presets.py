@@ -42,10 +42,10 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # A few minutes on a 2-core CPU: 4 Lightning layers of width 128 (~0.7M parameters), 300 steps of 16x128 bytes.
+    # A few minutes on a 2-core CPU: 4 Lightning layers of width 128 (~0.7M parameters), 300 steps of 8x128 bytes.
     "tiny": Preset(
         model=dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256),
-        seq_len=128, batch_size=16, steps=300, lr=2e-3, min_lr=2e-4, warmup_steps=30,
+        seq_len=128, batch_size=8, steps=300, lr=2e-3, min_lr=2e-4, warmup_steps=30,
         eval_every=50, eval_batches=8, checkpoint_every=50,
     ),
     # One GPU: 12 layers of width 768 (~92M parameters), 2K-byte windows.
