@@ -58,7 +58,7 @@ def test_interrupted_run_resumed_from_checkpoint_ends_with_identical_weights(cor
 
 
 def test_validation_loss_drops_and_metrics_are_written(corpus_dir, tmp_path):
-    summary = train_lm(_options(corpus_dir, tmp_path / "run", steps=30, batch_size=8, eval_every=30, eval_batches=2,
+    summary = train_lm(_options(corpus_dir, tmp_path / "run", steps=20, batch_size=4, eval_every=20, eval_batches=2,
                                    lr=1e-2))
     assert summary["final_val_bpb"] < summary["initial_val_bpb"] - 1.0
     assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "loss.png").is_file()
