@@ -43,7 +43,9 @@ def run_with_grads(backend, q, k, v, g, h0, scale, cu=None, **kw):
 def assert_close_to_reference(out, ref, tol):
     for name, value in ref.items():
         err = rel(out[name], value)
-        assert err < tol, f"{name}: relative error {err:.2e} >= {tol:.0e}"
+        # the decay gradient sums q·dq − k·dk over tokens, which cancels: it gets 10× the tolerance
+        limit = 10 * tol if name == "dlog_decay" else tol
+        assert err < limit, f"{name}: relative error {err:.2e} >= {limit:.0e}"
 
 
 def reference(q, k, v, g, h0, scale, cu=None):
@@ -139,7 +141,8 @@ def test_triton_packed_sequences_match_definition():
 
 
 @needs_triton
-def test_triton_writes_every_output_element(monkeypatch):
+@pytest.mark.parametrize("num_segments", [1, 3])
+def test_triton_writes_every_output_element(monkeypatch, num_segments):
     """Outputs are allocated NaN-filled, so an element a kernel forgets to write fails the check."""
     from linseq.ops.lightning.triton import function as fn_mod
 
@@ -155,8 +158,8 @@ def test_triton_writes_every_output_element(monkeypatch):
 
     monkeypatch.setattr(fn_mod.torch, "empty", poisoned_empty)
     monkeypatch.setattr(fn_mod.torch, "empty_like", poisoned_empty_like)
-    inputs = make_inputs(2, 67, 2, 16, 24, torch.float32, "token")
-    out = run_with_grads(None, *inputs, 1.0, fn=_interpreted)
+    inputs = make_inputs(2, 167, 2, 16, 24, torch.float32, "token")
+    out = run_with_grads(None, *inputs, 1.0, fn=_interpreted, num_segments=num_segments)
     for name, value in out.items():
         assert torch.isfinite(value).all(), name
 

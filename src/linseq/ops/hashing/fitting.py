@@ -62,8 +62,8 @@ def fit_hash_bits(
     the reference code's. One difference: the accept-if-the-discrete-loss-improves test is made per head (the
     reference makes it once for all heads together).
 
-    Returns ``(hyperplanes [H,b,m] float32, error [b+1, H])``: per head, before any bit and after each bit, the KSH
-    objective ``‖h_q h_kᵀ − b·S‖²_F / (n² b²)`` (lower is better; the greedy steps need not lower it every time).
+    Returns ``(hyperplanes [H,b,m] float32, error [2, H])``: per head, before and after fitting, the KSH objective
+    ``‖h_q h_kᵀ − b·S‖²_F / (n² b²)`` (lower is better; the greedy steps need not lower it).
     """
     nbits = hyperplanes.shape[1]
     return _fit_hash_bits(feats_q, feats_k, labels, hyperplanes, iterations, lr, momentum)
@@ -111,7 +111,7 @@ def _fit_hash_bits(feats_q, feats_k, labels, hyperplanes, iterations, lr, moment
         yq = torch.where(pick, yq_new, yq_old)
         yk = torch.where(pick, yk_new, yk_old)
         residual = residual - yq[..., :, None] * yk[..., None, :]
-        losses.append(_full_loss(Kq, Kk, A, labels, nbits, same))
+    losses.append(_full_loss(Kq, Kk, A, labels, nbits, same))
     return A, torch.stack(losses)
 
 

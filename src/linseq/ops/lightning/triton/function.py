@@ -1,10 +1,10 @@
 """Launch logic and the autograd.Function tying the Triton forward and backward kernels together.
 
 When (sequences × heads × value blocks) is too small to fill the GPU, each sequence is split into NS segments:
-phase 1 computes each segment's local end state (reads k, v only), a tiny scan over segments in PyTorch gives
-every segment's starting state, and phase 2 runs the fused pass per segment from its carried-in state. The
-backward splits the same way, with the segment starting states kept from the forward (a few MB) instead of
-per-block states.
+phase 1 computes each segment's local end state (reads k, v only); phase 2 starts each segment from the initial
+state folded with the earlier segments' local states (inside the kernel, no separate scan) and runs the fused
+pass. The backward splits the same way, with the segment starting states kept from the forward (a few MB)
+instead of per-block states.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class Plan:
     num_segments: int  # NS
     seg_len: int  # tokens per segment, a multiple of BLOCK_T
     is_varlen: bool
+    has_empty: bool  # some packed sequence has no tokens: its kernels never run
 
 
 def _pow2(x: int) -> int:
@@ -67,9 +68,12 @@ def _num_sms(device: torch.device) -> int:
 def make_plan(q: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor | None, num_segments: int | None) -> Plan:
     B, T, H, K = q.shape
     V = v.shape[-1]
+    has_empty = False
     if cu_seqlens is not None:
         N = cu_seqlens.numel() - 1
-        max_len = int((cu_seqlens[1:] - cu_seqlens[:-1]).max().item())
+        lengths = cu_seqlens[1:] - cu_seqlens[:-1]
+        max_len, min_len = (int(x) for x in torch.stack([lengths.max(), lengths.min()]).tolist())
+        has_empty = min_len == 0
     else:
         N, max_len = B, T
     max_len = max(max_len, 1)
@@ -82,7 +86,16 @@ def make_plan(q: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor | None,
     num_segments = max(1, min(num_segments, blocks))
     seg_blocks = triton.cdiv(blocks, num_segments)
     num_segments = triton.cdiv(blocks, seg_blocks)
-    return Plan(N, T, max_len, num_segments, seg_blocks * BLOCK_T, cu_seqlens is not None)
+    return Plan(N, T, max_len, num_segments, seg_blocks * BLOCK_T, cu_seqlens is not None, has_empty)
+
+
+def _pass_through_empty(out: torch.Tensor | None, given: torch.Tensor | None, cu_seqlens) -> None:
+    """For packed sequences with no tokens the state (or its gradient) passes through unchanged."""
+    if out is None:
+        return
+    empty = (cu_seqlens[1:] == cu_seqlens[:-1]).view(-1, 1, 1, 1)
+    src = given.float() if given is not None else torch.zeros_like(out)
+    out.copy_(torch.where(empty, src, out))
 
 
 def _launch(tile_elems: int) -> dict:
@@ -101,62 +114,13 @@ def _decay_mode(log_decay: torch.Tensor | None) -> int:
     return 1 if log_decay.ndim == 1 else 2
 
 
-def _segment_log_decay(log_decay: torch.Tensor | None, plan: Plan, H: int, cu_seqlens, device) -> torch.Tensor:
-    """Total log decay of every segment, ``[N, H, NS]`` float64 (zero for empty segments)."""
-    N, NS, L = plan.num_seqs, plan.num_segments, plan.seg_len
-    if cu_seqlens is not None:
-        bos = cu_seqlens[:-1].to(torch.int64)
-        eos = cu_seqlens[1:].to(torch.int64)
-    else:
-        bos = torch.arange(N, device=device, dtype=torch.int64) * plan.seq_len
-        eos = bos + plan.seq_len
-    starts = torch.minimum(bos[:, None] + torch.arange(NS + 1, device=device) * L, eos[:, None])  # [N, NS+1]
-    if log_decay is None:
-        return torch.zeros(N, H, NS, dtype=torch.float64, device=device)
-    if log_decay.ndim == 1:
-        lengths = (starts[:, 1:] - starts[:, :-1]).to(torch.float64)  # [N, NS]
-        return lengths[:, None, :] * log_decay.to(torch.float64)[None, :, None]
-    g = log_decay.reshape(-1, H).to(torch.float64)
-    cum = torch.cat([g.new_zeros(1, H), torch.cumsum(g, dim=0)], dim=0)  # [B*T+1, H]
-    at = cum[starts.reshape(-1)].view(N, NS + 1, H)
-    return (at[:, 1:] - at[:, :-1]).permute(0, 2, 1)
-
-
-def scan_segments(local: torch.Tensor, seg_ld: torch.Tensor, h0: torch.Tensor | None, reverse: bool) -> torch.Tensor:
-    """Combine per-segment local states into carried states. local ``[N,H,NS,K,V]``, seg_ld ``[N,H,NS]``.
-
-    Forward: returns the state at the start of every segment and at the end, ``[N,H,NS+1,K,V]``
-    (``out[:, :, s] = Σ_{j<s} λ(j+1..s-1) local_j + λ(0..s-1) h0``).
-    Reverse (gradients): ``out[:, :, s]`` is dL/d(state at the start of segment s) for s = 0..NS, with
-    ``h0`` the gradient into the final state, and local the segments' own contributions.
-    """
-    NS = local.shape[2]
-    zero = seg_ld.new_zeros(seg_ld.shape[:2] + (1,))
-    C = torch.cat([zero, torch.cumsum(seg_ld, dim=-1)], dim=-1)  # [N,H,NS+1], C[s] = log decay before segment s
-    s_idx = torch.arange(NS + 1, device=local.device)
-    j_idx = torch.arange(NS, device=local.device)
-    if not reverse:
-        # weight of local_j in the state at the start of segment s: exp(C[s] - C[j+1]), for j < s
-        mask = j_idx[None, :] < s_idx[:, None]
-        expo = C[..., :, None] - C[..., None, 1:]
-    else:
-        # weight of local_j in the gradient at the start of segment s: exp(C[j] - C[s]), for j >= s
-        mask = j_idx[None, :] >= s_idx[:, None]
-        expo = C[..., None, :-1] - C[..., :, None]
-    W = torch.where(mask, torch.exp(expo.masked_fill(~mask, 0.0)), torch.zeros((), dtype=C.dtype, device=C.device))
-    out = torch.einsum("nhsj,nhjkv->nhskv", W.to(local.dtype), local)
-    if h0 is not None:
-        w0 = torch.exp(C) if not reverse else torch.exp(C[..., -1:] - C)
-        out = out + w0.to(local.dtype)[..., None, None] * h0.float()[:, :, None]
-    return out
-
-
 def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape((-1,) + tuple(x.shape[2:])).contiguous()
 
 
 def lightning_forward(q, k, v, log_decay, scale, initial_state, output_final_state, cu_seqlens, plan: Plan):
-    """Returns (o [B,T,H,V], final state or None, segment start states [N,H,NS,K,V] or None)."""
+    """Returns (o [B,T,H,V], final state or None, segment start states [N,H,NS,K,V] or None,
+    per-segment log decay [N,H,NS] or None)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     qf, kf, vf = _flat(q), _flat(k), _flat(v)
@@ -166,34 +130,31 @@ def lightning_forward(q, k, v, log_decay, scale, initial_state, output_final_sta
     h0 = initial_state.float().contiguous() if initial_state is not None else None
     BK, BV = _pow2(K), _value_block(K, V)
     N, NS = plan.num_seqs, plan.num_segments
+    split = NS > 1
     o = torch.empty_like(vf)
-    common = dict(T=T, H=H, K=K, V=V, SEG_LEN=plan.seg_len, BT=BLOCK_T, BK=BK, BV=BV, DECAY=decay,
-                  IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype))
+    final = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
+    local = seg_start = seg_ld = None
+    if split:
+        local = q.new_empty(N, H, NS, K, V, dtype=torch.float32)
+        seg_start = q.new_empty(N, H, NS, K, V, dtype=torch.float32)
+        seg_ld = q.new_empty(N, H, NS, dtype=torch.float32) if decay == 2 else None
+    common = dict(T=T, H=H, K=K, V=V, NS=NS, SEG_LEN=plan.seg_len, BT=BLOCK_T, BK=BK, BV=BV, DECAY=decay,
+                  SPLIT=split, IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype), **_launch(BK * BV))
     grid = (triton.cdiv(V, BV), N * H, NS)
-    common.update(_launch(BK * BV))
-    seg_states = None
-    if NS == 1:
-        final = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
+    if split:
         lightning_fwd_kernel[grid](
-            qf, kf, vf, g, ld, h0, o, final, cu_seqlens, scale, NS=1,
-            HAS_H0=h0 is not None, STORE_STATE=output_final_state, STATE_ONLY=False, **common)
-    else:
-        local = torch.zeros(N, H, NS, K, V, dtype=torch.float32, device=q.device)
-        lightning_fwd_kernel[grid](
-            qf, kf, vf, g, ld, None, None, local, cu_seqlens, scale, NS=NS,
-            HAS_H0=False, STORE_STATE=True, STATE_ONLY=True, **common)
-        seg_ld = _segment_log_decay(log_decay, plan, H, cu_seqlens, q.device)
-        carried = scan_segments(local, seg_ld, h0, reverse=False)  # [N,H,NS+1,K,V]
-        seg_states = carried[:, :, :NS].contiguous()
-        lightning_fwd_kernel[grid](
-            qf, kf, vf, g, ld, seg_states, o, None, cu_seqlens, scale, NS=NS,
-            HAS_H0=True, STORE_STATE=False, STATE_ONLY=False, **common)
-        final = carried[:, :, NS].contiguous() if output_final_state else None
-    return o.view(B, T, H, V), final, seg_states
+            qf, kf, vf, g, ld, None, None, None, local, seg_ld, None, cu_seqlens, scale,
+            HAS_H0=False, STORE_STATE=False, STATE_ONLY=True, **common)
+    lightning_fwd_kernel[grid](
+        qf, kf, vf, g, ld, h0, o, final, local, seg_ld, seg_start, cu_seqlens, scale,
+        HAS_H0=h0 is not None, STORE_STATE=output_final_state, STATE_ONLY=False, **common)
+    if plan.has_empty:
+        _pass_through_empty(final, h0, cu_seqlens)
+    return o.view(B, T, H, V), final, seg_start, seg_ld
 
 
-def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, do, dht, cu_seqlens, plan: Plan,
-                       need_dh0: bool, grad_dtype: torch.dtype):
+def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg_ld, do, dht, cu_seqlens,
+                       plan: Plan, need_dh0: bool, grad_dtype: torch.dtype):
     """Returns (dq, dk, dv, dh0 or None) with dq, dk in ``grad_dtype`` and dv in v's dtype."""
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -224,26 +185,19 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, do,
     dk_dtype = grad_dtype if NV == 1 else torch.float32
     dk_buf = torch.empty((NV,) + tuple(kf.shape), dtype=dk_dtype, device=q.device)
     grid = (NV, N * H, NS)
-    dh0 = None
-    if NS == 1:
-        dh0 = q.new_empty(N, H, K, V, dtype=torch.float32) if need_dh0 else None
+    split = NS > 1
+    dh0 = q.new_empty(N, H, K, V, dtype=torch.float32) if need_dh0 else None
+    local = q.new_empty(N, H, NS, K, V, dtype=torch.float32) if split else None
+    common.update(BK=BK, BV=BV, NS=NS, SPLIT=split, DK_SPLIT_STRIDE=kf.numel())
+    if split:
         lightning_bwd_dkdv_kernel[grid](
-            qf, kf, vf, dof, g, ld, dht, dk_buf, dv, dh0, cu_seqlens, scale, NS=1,
-            DK_SPLIT_STRIDE=kf.numel(), BK=BK, BV=BV, HAS_DHT=dht is not None, STORE_DH0=need_dh0,
-            STATE_ONLY=False, **common)
-    else:
-        local = torch.zeros(N, H, NS, K, V, dtype=torch.float32, device=q.device)
-        lightning_bwd_dkdv_kernel[grid](
-            qf, kf, vf, dof, g, ld, None, None, None, local, cu_seqlens, scale, NS=NS,
-            DK_SPLIT_STRIDE=0, BK=BK, BV=BV, HAS_DHT=False, STORE_DH0=True, STATE_ONLY=True, **common)
-        seg_ld = _segment_log_decay(log_decay, plan, H, cu_seqlens, q.device)
-        carried = scan_segments(local, seg_ld, dht, reverse=True)  # [N,H,NS+1,K,V]: grads at segment starts
-        seg_end_grads = carried[:, :, 1:].contiguous()
-        lightning_bwd_dkdv_kernel[grid](
-            qf, kf, vf, dof, g, ld, seg_end_grads, dk_buf, dv, None, cu_seqlens, scale, NS=NS,
-            DK_SPLIT_STRIDE=kf.numel(), BK=BK, BV=BV, HAS_DHT=True, STORE_DH0=False,
-            STATE_ONLY=False, **common)
-        dh0 = carried[:, :, 0].contiguous() if need_dh0 else None
+            qf, kf, vf, dof, g, ld, None, None, None, None, local, seg_ld, cu_seqlens, scale,
+            HAS_DHT=False, STORE_DH0=False, STATE_ONLY=True, **common)
+    lightning_bwd_dkdv_kernel[grid](
+        qf, kf, vf, dof, g, ld, dht, dk_buf, dv, dh0, local, seg_ld, cu_seqlens, scale,
+        HAS_DHT=dht is not None, STORE_DH0=need_dh0, STATE_ONLY=False, **common)
+    if plan.has_empty:
+        _pass_through_empty(dh0, dht, cu_seqlens)
     dk = dk_buf[0] if NV == 1 else dk_buf.sum(0).to(grad_dtype)
     return dq.view(B, T, H, K), dk.view(B, T, H, K), dv.view(B, T, H, V), dh0
 
@@ -284,21 +238,21 @@ class LightningAttnFunction(torch.autograd.Function):
     def forward(ctx, q, k, v, log_decay, initial_state, scale, output_final_state, cu_seqlens, num_segments):
         plan = make_plan(q, v, cu_seqlens, num_segments)
         need_final = output_final_state or (log_decay is not None and log_decay.requires_grad)
-        o, final, seg_states = lightning_forward(
+        o, final, seg_states, seg_ld = lightning_forward(
             q, k, v, log_decay, scale, initial_state, need_final, cu_seqlens, plan)
-        ctx.save_for_backward(q, k, v, log_decay, initial_state, seg_states, final, cu_seqlens)
+        ctx.save_for_backward(q, k, v, log_decay, initial_state, seg_states, seg_ld, final, cu_seqlens)
         ctx.plan, ctx.scale = plan, scale
         ctx.output_final_state = output_final_state
         return o, (final if output_final_state else None)
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, log_decay, initial_state, seg_states, final, cu_seqlens = ctx.saved_tensors
+        q, k, v, log_decay, initial_state, seg_states, seg_ld, final, cu_seqlens = ctx.saved_tensors
         need_decay_grad = ctx.needs_input_grad[3]
         need_dh0 = ctx.needs_input_grad[4]
         grad_dtype = torch.float32 if need_decay_grad else q.dtype
         dq, dk, dv, dh0 = lightning_backward(
-            q, k, v, log_decay, ctx.scale, initial_state, seg_states, do.contiguous(),
+            q, k, v, log_decay, ctx.scale, initial_state, seg_states, seg_ld, do.contiguous(),
             dht if ctx.output_final_state else None, cu_seqlens, ctx.plan, need_dh0, grad_dtype)
         dlog_decay = None
         if need_decay_grad:

@@ -24,7 +24,7 @@ import triton.language as tl
 
 @triton.jit
 def _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN: tl.constexpr):
-    """Token range [seg_start, seg_end) of segment i_s of sequence i_n, and the sequence's range."""
+    """Token range [seg_start, seg_end) of segment i_s of sequence i_n, and the sequence's end."""
     if IS_VARLEN:
         bos = tl.load(CU + i_n).to(tl.int64)
         eos = tl.load(CU + i_n + 1).to(tl.int64)
@@ -33,7 +33,7 @@ def _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN: tl.constexpr):
         eos = bos + T
     seg_start = bos + i_s.to(tl.int64) * SEG_LEN
     seg_end = tl.minimum(seg_start + SEG_LEN, eos)
-    return seg_start, seg_end
+    return seg_start, seg_end, eos
 
 
 @triton.jit
@@ -52,15 +52,18 @@ def _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT: tl.constexpr, DECAY:
 
 @triton.jit
 def lightning_fwd_kernel(
-    Q, Kp, Vp, G, LD, H0, O, HT, CU, scale,
+    Q, Kp, Vp, G, LD, H0, O, HT, LOCAL, SEG_LD, SEG_START, CU, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_H0: tl.constexpr, STORE_STATE: tl.constexpr, STATE_ONLY: tl.constexpr,
-    IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
+    SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
 ):
+    """STATE_ONLY: write this segment's local end state to LOCAL (and its total log decay to SEG_LD).
+    Otherwise: start from h0 folded with the local states of the earlier segments (SPLIT), write the starting
+    state to SEG_START (SPLIT), run the fused pass, and the last segment writes the final state to HT."""
     i_v, i_nh, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, i_h = i_nh // H, i_nh % H
-    seg_start, seg_end = _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN)
+    seg_start, seg_end, eos = _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN)
     if seg_start >= seg_end:
         return
 
@@ -68,16 +71,32 @@ def lightning_fwd_kernel(
     offs_v = i_v * BV + tl.arange(0, BV)
     k_mask = offs_k < K
     v_mask = offs_v < V
-    state_off = ((i_n * H + i_h).to(tl.int64) * NS + i_s) * K * V
+    nh = (i_n * H + i_h).to(tl.int64)
+    seg_off = (nh * NS + i_s) * K * V
     state_ptrs = offs_k[:, None] * V + offs_v[None, :]
     state_mask = k_mask[:, None] & v_mask[None, :]
 
     b_s = tl.zeros([BK, BV], dtype=tl.float32)
-    if HAS_H0:
-        b_s += tl.load(H0 + state_off + state_ptrs, mask=state_mask, other=0.0).to(tl.float32)
+    if not STATE_ONLY:
+        # state entering this segment: Σ_{j<s} λ(end of j → start of s)·local_j + λ(0 → start of s)·h0
+        log_gap = 0.0
+        if SPLIT:
+            for i_j in range(i_s):
+                j = i_s - 1 - i_j
+                b_s += tl.exp(log_gap) * tl.load(LOCAL + (nh * NS + j) * K * V + state_ptrs, mask=state_mask,
+                                                  other=0.0)
+                if DECAY == 2:
+                    log_gap += tl.load(SEG_LD + nh * NS + j)
+                elif DECAY == 1:
+                    log_gap += tl.load(LD + i_h).to(tl.float32) * SEG_LEN  # earlier segments are full
+        if HAS_H0:
+            b_s += tl.exp(log_gap) * tl.load(H0 + nh * K * V + state_ptrs, mask=state_mask, other=0.0)
+        if SPLIT:
+            tl.store(SEG_START + seg_off + state_ptrs, b_s, mask=state_mask)
 
     causal = tl.arange(0, BT)[:, None] >= tl.arange(0, BT)[None, :]
     num_blocks = tl.cdiv(seg_end - seg_start, BT)
+    seg_log_decay = 0.0
     for i_b in range(num_blocks):
         t = seg_start + i_b * BT + tl.arange(0, BT)
         t_mask = t < seg_end
@@ -107,11 +126,18 @@ def lightning_fwd_kernel(
         if DECAY > 0:
             b_kd = (b_k * tl.exp(g_last - b_g)[:, None]).to(b_k.dtype)
             b_s = b_s * tl.exp(g_last) + tl.dot(tl.trans(b_kd), b_v, input_precision=PRECISION)
+            seg_log_decay += g_last
         else:
             b_s += tl.dot(tl.trans(b_k), b_v, input_precision=PRECISION)
 
-    if STORE_STATE:
-        tl.store(HT + state_off + state_ptrs, b_s, mask=state_mask)
+    if STATE_ONLY:
+        tl.store(LOCAL + seg_off + state_ptrs, b_s, mask=state_mask)
+        if DECAY == 2:
+            if i_v == 0:
+                tl.store(SEG_LD + nh * NS + i_s, seg_log_decay)
+    elif STORE_STATE:
+        if seg_end == eos:
+            tl.store(HT + nh * K * V + state_ptrs, b_s, mask=state_mask)
 
 
 @triton.jit
@@ -121,10 +147,11 @@ def lightning_bwd_dq_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_H0: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    """Grid (K / BK, N*H, NS). BV covers all of V; S is the [BK, V] slice of the state."""
+    """Grid (K / BK, N*H, NS). BV covers all of V; S is the [BK, V] slice of the state. H0 holds each
+    segment's starting state ([N,H,NS,K,V], kept by the forward) or, unsplit, the initial state."""
     i_k, i_nh, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, i_h = i_nh // H, i_nh % H
-    seg_start, seg_end = _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN)
+    seg_start, seg_end, _ = _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN)
     if seg_start >= seg_end:
         return
 
@@ -172,19 +199,21 @@ def lightning_bwd_dq_kernel(
 
 @triton.jit
 def lightning_bwd_dkdv_kernel(
-    Q, Kp, Vp, DO, G, LD, DHT, DK, DV, DH0, CU, scale,
+    Q, Kp, Vp, DO, G, LD, DHT, DK, DV, DH0, LOCAL, SEG_LD, CU, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN, DK_SPLIT_STRIDE,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, STATE_ONLY: tl.constexpr,
-    IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
+    SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """Grid (V / BV, N*H, NS), blocks visited last to first. BK covers all of K; dS is the [K, BV] slice.
 
+    STATE_ONLY: write this segment's own dL/d(state at its start) to LOCAL. Otherwise the gradient entering at
+    the segment's end is dht folded with the later segments' LOCAL (SPLIT); segment 0 writes dh0.
     With several V slices each program writes its partial dk at ``DK + i_v * DK_SPLIT_STRIDE`` (float32),
     summed afterwards."""
     i_v, i_nh, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, i_h = i_nh // H, i_nh % H
-    seg_start, seg_end = _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN)
+    seg_start, seg_end, eos = _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN)
     if seg_start >= seg_end:
         return
 
@@ -192,13 +221,28 @@ def lightning_bwd_dkdv_kernel(
     offs_v = i_v * BV + tl.arange(0, BV)
     k_mask = offs_k < K
     v_mask = offs_v < V
-    state_off = ((i_n * H + i_h).to(tl.int64) * NS + i_s) * K * V
+    nh = (i_n * H + i_h).to(tl.int64)
+    seg_off = (nh * NS + i_s) * K * V
     state_ptrs = offs_k[:, None] * V + offs_v[None, :]
     state_mask = k_mask[:, None] & v_mask[None, :]
 
     b_ds = tl.zeros([BK, BV], dtype=tl.float32)
-    if HAS_DHT:
-        b_ds += tl.load(DHT + state_off + state_ptrs, mask=state_mask, other=0.0)
+    if not STATE_ONLY:
+        # gradient entering at this segment's end: Σ_{j>s} λ(end of s → start of j)·local_j + λ(→ end)·dht
+        log_gap = 0.0
+        if SPLIT:
+            seq_start = seg_start - i_s.to(tl.int64) * SEG_LEN
+            num_segs = tl.cdiv(eos - seq_start, SEG_LEN).to(tl.int32)
+            for j in range(i_s + 1, num_segs):
+                b_ds += tl.exp(log_gap) * tl.load(LOCAL + (nh * NS + j) * K * V + state_ptrs, mask=state_mask,
+                                                   other=0.0)
+                if DECAY == 2:
+                    log_gap += tl.load(SEG_LD + nh * NS + j)
+                elif DECAY == 1:
+                    seg_j_len = tl.minimum(SEG_LEN, eos - seq_start - j * SEG_LEN)
+                    log_gap += tl.load(LD + i_h).to(tl.float32) * seg_j_len.to(tl.float32)
+        if HAS_DHT:
+            b_ds += tl.exp(log_gap) * tl.load(DHT + nh * K * V + state_ptrs, mask=state_mask, other=0.0)
 
     causal = tl.arange(0, BT)[:, None] >= tl.arange(0, BT)[None, :]
     num_blocks = tl.cdiv(seg_end - seg_start, BT)
@@ -249,8 +293,11 @@ def lightning_bwd_dkdv_kernel(
         else:
             b_ds += tl.dot(tl.trans(b_qd), b_do, input_precision=PRECISION)
 
-    if STORE_DH0:
-        tl.store(DH0 + state_off + state_ptrs, b_ds, mask=state_mask)
+    if STATE_ONLY:
+        tl.store(LOCAL + seg_off + state_ptrs, b_ds, mask=state_mask)
+    elif STORE_DH0:
+        if i_s == 0:
+            tl.store(DH0 + nh * K * V + state_ptrs, b_ds, mask=state_mask)
 
 
 @triton.jit
