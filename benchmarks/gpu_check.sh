@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: install linseq and the peers (wheels carried in .whl/), run the GPU tests and
 # the benchmarks, write logs, JSON and plots under $OUT (or $1).
-#   STAGES="accuracy tests bench bench-quick lm ecoformer icl"  selects the parts (default: accuracy tests bench)
+#   STAGES="accuracy tests bench bench-quick sweep lm ecoformer icl"  selects the parts (default: accuracy tests bench)
 #   LINSEQ_COMMIT=<sha>                    stamps results (the device copy has no .git)
 set -uo pipefail
 OUT=${OUT:-${1:-/tmp/linseq-gpu}}
@@ -28,6 +28,8 @@ for stage in $STAGES; do
   case $stage in
     accuracy)
       timeout 240 python3 benchmarks/gpu_accuracy.py 2>&1 | tee "$OUT/accuracy.log" ;;
+    sweep)
+      timeout "${SWEEP_TIMEOUT:-300}" python3 benchmarks/lightning_sweep.py "$OUT/sweep.json" 2>&1 | tee "$OUT/sweep.log" ;;
     tests)
       python3 -m pytest -q -m gpu -rs tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
       [ "${PIPESTATUS[0]}" = 0 ] || status=1 ;;

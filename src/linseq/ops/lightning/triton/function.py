@@ -98,10 +98,15 @@ def _pass_through_empty(out: torch.Tensor | None, given: torch.Tensor | None, cu
     out.copy_(torch.where(empty, src, out))
 
 
+# Launch settings, fixed rather than autotuned (autotuning every shape cost minutes of compilation on the GPU);
+# benchmarks/lightning_sweep.py overrides them to compare variants in one GPU call.
+NUM_STAGES = 2
+DKDV_BLOCK_T: int | None = None  # None: half a block when the state tile is large
+
+
 def _launch(tile_elems: int) -> dict:
-    """Warps and pipeline stages for a program whose fp32 state tile has ``tile_elems`` elements
-    (fixed rather than autotuned: autotuning every shape costs minutes of compilation)."""
-    return dict(num_warps=4 if tile_elems <= 128 * 64 else 8, num_stages=2)
+    """Warps and pipeline stages for a program whose fp32 state tile has ``tile_elems`` elements."""
+    return dict(num_warps=4 if tile_elems <= 128 * 64 else 8, num_stages=NUM_STAGES)
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -169,7 +174,7 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg
     BVf = _pow2(V)
     BKq = _key_block(K, V)
     # the dk/dv sweep holds the most tiles at once: halve its block when the state tile is large
-    BT_dkdv = BLOCK_T // 2 if BK * BV > 128 * 64 else BLOCK_T
+    BT_dkdv = DKDV_BLOCK_T or (BLOCK_T // 2 if BK * BV > 128 * 64 else BLOCK_T)
     common = dict(T=T, H=H, K=K, V=V, SEG_LEN=plan.seg_len, DECAY=decay,
                   IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype))
 
