@@ -37,6 +37,19 @@ def _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN: tl.constexpr):
 
 
 @triton.jit
+def _load_rows(P, t, t_mask, i_h, H, D, offs, d_mask):
+    """Tile ``[len(t), len(offs)]`` of a ``[B*T, H, D]`` tensor: rows t of head i_h, columns offs (zeros outside)."""
+    ptrs = P + (t[:, None] * H + i_h) * D + offs[None, :]
+    return tl.load(ptrs, mask=t_mask[:, None] & d_mask[None, :], other=0.0)
+
+
+@triton.jit
+def _store_rows(P, x, t, t_mask, i_h, H, D, offs, d_mask):
+    tl.store(P + (t[:, None] * H + i_h) * D + offs[None, :], x.to(P.dtype.element_ty),
+             mask=t_mask[:, None] & d_mask[None, :])
+
+
+@triton.jit
 def _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT: tl.constexpr, DECAY: tl.constexpr):
     """Inclusive cumulative log decay inside one block, ``[BT]``, and its total over the valid tokens."""
     if DECAY == 2:
@@ -101,15 +114,12 @@ def lightning_fwd_kernel(
         t = seg_start + i_b * BT + tl.arange(0, BT)
         t_mask = t < seg_end
         n_valid = tl.minimum(seg_end - seg_start - i_b * BT, BT)
-        b_k = tl.load(Kp + (t[:, None] * H + i_h) * K + offs_k[None, :],
-                      mask=t_mask[:, None] & k_mask[None, :], other=0.0)
-        b_v = tl.load(Vp + (t[:, None] * H + i_h) * V + offs_v[None, :],
-                      mask=t_mask[:, None] & v_mask[None, :], other=0.0)
+        b_k = _load_rows(Kp, t, t_mask, i_h, H, K, offs_k, k_mask)
+        b_v = _load_rows(Vp, t, t_mask, i_h, H, V, offs_v, v_mask)
         if DECAY > 0:
             b_g, g_last = _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT, DECAY)
         if not STATE_ONLY:
-            b_q = tl.load(Q + (t[:, None] * H + i_h) * K + offs_k[None, :],
-                          mask=t_mask[:, None] & k_mask[None, :], other=0.0)
+            b_q = _load_rows(Q, t, t_mask, i_h, H, K, offs_k, k_mask)
             b_a = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION)
             if DECAY > 0:
                 b_a = b_a * tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], float("-inf")))
@@ -121,8 +131,7 @@ def lightning_fwd_kernel(
             else:
                 b_qd = (b_q * scale).to(b_q.dtype)
             b_o += tl.dot(b_qd, b_s.to(b_q.dtype), input_precision=PRECISION)
-            tl.store(O + (t[:, None] * H + i_h) * V + offs_v[None, :], b_o.to(O.dtype.element_ty),
-                     mask=t_mask[:, None] & v_mask[None, :])
+            _store_rows(O, b_o, t, t_mask, i_h, H, V, offs_v, v_mask)
         if DECAY > 0:
             b_kd = (b_k * tl.exp(g_last - b_g)[:, None]).to(b_k.dtype)
             b_s = b_s * tl.exp(g_last) + tl.dot(tl.trans(b_kd), b_v, input_precision=PRECISION)
@@ -172,12 +181,9 @@ def lightning_bwd_dq_kernel(
         t = seg_start + i_b * BT + tl.arange(0, BT)
         t_mask = t < seg_end
         n_valid = tl.minimum(seg_end - seg_start - i_b * BT, BT)
-        b_k = tl.load(Kp + (t[:, None] * H + i_h) * K + offs_k[None, :],
-                      mask=t_mask[:, None] & k_mask[None, :], other=0.0)
-        b_v = tl.load(Vp + (t[:, None] * H + i_h) * V + offs_v[None, :],
-                      mask=t_mask[:, None] & v_mask[None, :], other=0.0)
-        b_do = tl.load(DO + (t[:, None] * H + i_h) * V + offs_v[None, :],
-                       mask=t_mask[:, None] & v_mask[None, :], other=0.0)
+        b_k = _load_rows(Kp, t, t_mask, i_h, H, K, offs_k, k_mask)
+        b_v = _load_rows(Vp, t, t_mask, i_h, H, V, offs_v, v_mask)
+        b_do = _load_rows(DO, t, t_mask, i_h, H, V, offs_v, v_mask)
         b_da = tl.dot(b_do, tl.trans(b_v), input_precision=PRECISION)
         if DECAY > 0:
             b_g, g_last = _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT, DECAY)
@@ -193,8 +199,7 @@ def lightning_bwd_dq_kernel(
         else:
             b_dq += b_inter * scale
             b_s += tl.dot(tl.trans(b_k), b_v, input_precision=PRECISION)
-        tl.store(DQ + (t[:, None] * H + i_h) * K + offs_k[None, :], b_dq.to(DQ.dtype.element_ty),
-                 mask=t_mask[:, None] & k_mask[None, :])
+        _store_rows(DQ, b_dq, t, t_mask, i_h, H, K, offs_k, k_mask)
 
 
 @triton.jit
@@ -251,20 +256,16 @@ def lightning_bwd_dkdv_kernel(
         t = seg_start + i_b * BT + tl.arange(0, BT)
         t_mask = t < seg_end
         n_valid = tl.minimum(seg_end - seg_start - i_b * BT, BT)
-        b_q = tl.load(Q + (t[:, None] * H + i_h) * K + offs_k[None, :],
-                      mask=t_mask[:, None] & k_mask[None, :], other=0.0)
-        b_do = tl.load(DO + (t[:, None] * H + i_h) * V + offs_v[None, :],
-                       mask=t_mask[:, None] & v_mask[None, :], other=0.0)
+        b_q = _load_rows(Q, t, t_mask, i_h, H, K, offs_k, k_mask)
+        b_do = _load_rows(DO, t, t_mask, i_h, H, V, offs_v, v_mask)
         if DECAY > 0:
             b_g, g_last = _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT, DECAY)
             b_qd = (b_q * (tl.exp(b_g) * scale)[:, None]).to(b_q.dtype)
         else:
             b_qd = (b_q * scale).to(b_q.dtype)
         if not STATE_ONLY:
-            b_k = tl.load(Kp + (t[:, None] * H + i_h) * K + offs_k[None, :],
-                          mask=t_mask[:, None] & k_mask[None, :], other=0.0)
-            b_v = tl.load(Vp + (t[:, None] * H + i_h) * V + offs_v[None, :],
-                          mask=t_mask[:, None] & v_mask[None, :], other=0.0)
+            b_k = _load_rows(Kp, t, t_mask, i_h, H, K, offs_k, k_mask)
+            b_v = _load_rows(Vp, t, t_mask, i_h, H, V, offs_v, v_mask)
             b_a = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION)
             b_dp = tl.dot(b_do, tl.trans(b_v), input_precision=PRECISION)
             if DECAY > 0:
@@ -284,10 +285,8 @@ def lightning_bwd_dkdv_kernel(
             b_dv += tl.dot(b_kd, b_ds_lo, input_precision=PRECISION)
             b_dk = tl.dot(tl.trans((b_dp * scale).to(b_q.dtype)), b_q, input_precision=PRECISION)
             b_dk += tl.dot(b_vd, tl.trans(b_ds_lo), input_precision=PRECISION)
-            tl.store(DV + (t[:, None] * H + i_h) * V + offs_v[None, :], b_dv.to(DV.dtype.element_ty),
-                     mask=t_mask[:, None] & v_mask[None, :])
-            tl.store(DK + i_v * DK_SPLIT_STRIDE + (t[:, None] * H + i_h) * K + offs_k[None, :],
-                     b_dk.to(DK.dtype.element_ty), mask=t_mask[:, None] & k_mask[None, :])
+            _store_rows(DV, b_dv, t, t_mask, i_h, H, V, offs_v, v_mask)
+            _store_rows(DK + i_v * DK_SPLIT_STRIDE, b_dk, t, t_mask, i_h, H, K, offs_k, k_mask)
         if DECAY > 0:
             b_ds = b_ds * tl.exp(g_last) + tl.dot(tl.trans(b_qd), b_do, input_precision=PRECISION)
         else:
