@@ -29,7 +29,7 @@ class LRAConfig:
     batch_size: int = 32
     steps: int = 150
     lr: float = 2e-3
-    max_train_seconds: float = 60.0  # safety cap per model; the JSON says when it was hit
+    max_train_seconds: float = 45.0  # safety cap per model; the JSON says when it was hit
     # EcoFormer
     nbits: int = 16
     num_anchors: int = 25
@@ -39,6 +39,8 @@ class LRAConfig:
     pretrain_frac: float = 0.5  # softmax-attention steps before the hash is fitted (the method's schedule)
     fit_iterations: int = 100
     fit_lr: float = 5e-4  # the reference code's
+    fit_batch: int = 8  # sequences the hash is fitted on
+    fit_max_tokens: int = 128  # tokens per sequence sampled for fitting (labels are [B,H,n,n])
     alt_fit_lr: float = 5e-2  # a larger step, reported beside it
     # scaling sweep (one sequence, one attention layer ... full model forward+backward)
     sweep_lengths: list[int] = field(default_factory=lambda: [128, 256, 512, 1024, 2048])
@@ -55,8 +57,8 @@ PRESETS: dict[str, LRAConfig] = {
     "full": LRAConfig(
         device="cuda", listops_train=2000, listops_test=500, listops_min_len=500, listops_max_len=2000,
         pathfinder_train=4000, pathfinder_test=1000, pathfinder_size=32, pathfinder_segments=6, pathfinder_contours=3,
-        dim=64, depth=2, num_heads=2, batch_size=32, steps=600, lr=1e-3, max_train_seconds=22.0,
-        sweep_lengths=[512, 1024, 2048, 4096, 8192, 16384], sweep_repeats=5, workers=8,
+        dim=64, depth=2, num_heads=2, batch_size=32, steps=600, lr=1e-3, max_train_seconds=18.0, fit_batch=16, fit_max_tokens=256,
+        sweep_lengths=[1024, 2048, 4096, 8192, 16384], sweep_repeats=3, workers=8,
     ),
 }
 

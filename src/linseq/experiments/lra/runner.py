@@ -4,6 +4,7 @@ and Pathfinder, measure time and memory against length, the energy model, and le
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -47,7 +48,8 @@ def make_data(cfg: LRAConfig, task: str) -> dict[str, torch.Tensor]:
     jobs = [(s, cfg.seed * 100_003 + 7919 * i + (0 if task == "listops" else 1), cfg.to_dict())
             for i, s in enumerate(sizes)]
     if cfg.workers > 1:
-        with ProcessPoolExecutor(cfg.workers) as pool:
+        # spawn, not fork: forking a process whose torch thread pools are running can deadlock
+        with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = list(pool.map(fn, jobs))
     else:
         parts = [fn(j) for j in jobs]
@@ -61,7 +63,7 @@ def make_data(cfg: LRAConfig, task: str) -> dict[str, torch.Tensor]:
 def build_model(cfg: LRAConfig, task: str, attention: str) -> torch.nn.Module:
     eco = dict(nbits=cfg.nbits, num_anchors=cfg.num_anchors, topk=cfg.topk, normalizer=cfg.normalizer,
                shared_qk=cfg.shared_qk, fit_iterations=cfg.fit_iterations, fit_lr=cfg.fit_lr,
-               lightning_backend=cfg.lightning_backend)
+               fit_max_tokens=cfg.fit_max_tokens, lightning_backend=cfg.lightning_backend)
     if attention == "ecoformer":
         eco.pop("lightning_backend")
         eco["mode"] = "softmax" if cfg.pretrain_frac > 0 else "hash"
@@ -110,7 +112,7 @@ def train_one(cfg: LRAConfig, task: str, attention: str, data: dict, device: tor
     for step in tqdm(range(cfg.steps), desc=f"{task}/{attention}", leave=False):
         if step == switch:
             snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            idx = torch.randperm(n, generator=gen)[: cfg.batch_size]
+            idx = torch.randperm(n, generator=gen)[: cfg.fit_batch]
             tf = time.perf_counter()
             fit_info = fit_model_hashes(model, data["x_train"][idx].to(device))
             _sync(device)
@@ -129,7 +131,7 @@ def train_one(cfg: LRAConfig, task: str, attention: str, data: dict, device: tor
             break
     if attention == "ecoformer" and fit_info is None:  # the cap came before the switch: fit now, report it
         snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        fit_info = fit_model_hashes(model, data["x_train"][: cfg.batch_size].to(device))
+        fit_info = fit_model_hashes(model, data["x_train"][: cfg.fit_batch].to(device))
     _sync(device)
     seconds = time.perf_counter() - t0
     acc = evaluate(model, data["x_test"], data["y_test"], device)
@@ -148,8 +150,8 @@ def train_one(cfg: LRAConfig, task: str, attention: str, data: dict, device: tor
 def hash_study(cfg: LRAConfig, model: torch.nn.Module, data: dict, device: torch.device) -> dict:
     """On a model trained with softmax attention: per-layer agreement of random / fitted hashes with the softmax
     map on a held-out batch, and test accuracy right after switching to each hash (no fine-tuning)."""
-    fit_x = data["x_train"][: cfg.batch_size].to(device)
-    held_x = data["x_test"][: cfg.batch_size].to(device)
+    fit_x = data["x_train"][: cfg.fit_batch].to(device)
+    held_x = data["x_test"][: cfg.fit_batch].to(device)
     base = {k: v.clone() for k, v in model.state_dict().items()}
     results = {}
     for name, iters, lr in (("random", 0, cfg.fit_lr), ("fitted_reference_lr", cfg.fit_iterations, cfg.fit_lr),
