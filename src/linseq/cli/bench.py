@@ -50,7 +50,8 @@ def _configs(args, on_gpu: bool):
         "providers": tuple(args.providers) if args.providers else None,
     }
     for key, value in overrides.items():
-        if value is not None and (value <= 0 if isinstance(value, int) else False):
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(x, int) and x <= 0 for x in values):
             raise ValueError(f"--{key.replace('_', '-')} must be positive; got {value}")
     main = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
     configs = [main]
@@ -88,25 +89,26 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
 
     summary = {"meta": run_metadata(device=str(device)), "configs": []}
+    report: list[str] = []  # printed once the progress bar is done
     for cfg in configs:
         results = measure(cfg, device, progress)
         png = out / f"lightning_{cfg.name}.png"
         plot(results, str(png), f"Lightning attention, {cfg.name}: H={cfg.heads}, D={cfg.head_dim}, "
                                 f"B·T={cfg.tokens}, {cfg.dtype}, {cfg.decay} decay, {summary['meta']['device']}")
         summary["configs"].append({"config": dataclasses.asdict(cfg), "results": to_rows(results), "plot": png.name})
-        bar.write(f"\n[{cfg.name}] median ms (H={cfg.heads}, D={cfg.head_dim}, {cfg.dtype}, {cfg.decay} decay)")
-        bar.write(table(results, cfg.modes))
-        for r in results:
-            if r.error:
-                bar.write(f"  {r.provider} T={r.T} {r.mode}: {r.error}")
+        report.append(f"\n[{cfg.name}] median ms (H={cfg.heads}, D={cfg.head_dim}, {cfg.dtype}, {cfg.decay} decay)")
+        report.append(table(results, cfg.modes))
+        report += [f"  {r.provider} T={r.T} {r.mode}: {r.error}" for r in results if r.error]
         save_json(out / "lightning_bench.json", summary)  # after every config, so an interrupted run keeps it
     if decode:
         dres = measure_decode(decode, device, progress)
         summary["decode"] = {"config": dataclasses.asdict(decode), "results": to_rows(dres)}
-        bar.write("\n[decode] one token, median µs")
-        for r in dres:
-            bar.write(f"  {r.provider:18s} B={r.B:<4d} " + (f"{r.ms * 1e3:8.1f} µs" if r.ms else f"error: {r.error}"))
+        report.append("\n[decode] one token, median µs")
+        report += [f"  {r.provider:18s} B={r.B:<4d} " + (f"{r.ms * 1e3:8.1f} µs" if r.ms else f"error: {r.error}")
+                   for r in dres]
+        save_json(out / "lightning_bench.json", summary)
     bar.close()
+    print("\n".join(report))
     path = save_json(out / "lightning_bench.json", summary)
     print(f"\nwrote {path} and {len(configs)} plot(s) in {out}/")
     return 0
