@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from linseq.layers.checks import resolve_head_dim
 from linseq.layers.norms import make_norm
 from linseq.ops import lightning_attn, tnl_log_decay
 
@@ -69,13 +70,7 @@ class LightningAttention(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        for name, value in (("hidden_size", hidden_size), ("num_heads", num_heads)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int; got {value!r}")
-        if head_dim is None:
-            if hidden_size % num_heads:
-                raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
-            head_dim = hidden_size // num_heads
+        head_dim = resolve_head_dim(hidden_size, num_heads, head_dim)
         for name, value, allowed in (
             ("feature_map", feature_map, FEATURE_MAPS), ("decay", decay, DECAY_MODES),
             ("output_gate", output_gate, OUTPUT_GATES),

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from linseq.layers.checks import resolve_head_dim
+
 
 def rotary_cos_sin(
     positions: torch.Tensor, head_dim: int, theta: float = 10000.0
@@ -88,13 +90,7 @@ class SoftmaxAttention(nn.Module):
         bias: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (("hidden_size", hidden_size), ("num_heads", num_heads)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int; got {value!r}")
-        if head_dim is None:
-            if hidden_size % num_heads:
-                raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
-            head_dim = hidden_size // num_heads
+        head_dim = resolve_head_dim(hidden_size, num_heads, head_dim)
         if head_dim % 2:
             raise ValueError(f"head_dim must be even for rotary positions; got {head_dim}")
         self.hidden_size, self.num_heads, self.head_dim = hidden_size, num_heads, head_dim
