@@ -48,7 +48,8 @@ class FastFullSubNet(SpeechMaskModel):
             raise ValueError(f"shrink_size must be an int >= 1; got {shrink_size!r}")
         if not isinstance(look_ahead, int) or look_ahead < 0:
             raise ValueError(f"look_ahead must be an int >= 0; got {look_ahead!r}")
-        self.shrink_size, self.sequence_model, self.look_ahead, self.norm = shrink_size, sequence_model, look_ahead, norm
+        self.shrink_size, self.sequence_model = shrink_size, sequence_model
+        self.look_ahead, self.norm = look_ahead, norm
         self.num_mels, self.num_neighbors = num_mels, num_neighbors
         self.register_buffer("mel_fb", mel_filterbank(self.num_freqs, num_mels), persistent=False)  # [257, 64]
         self.encoder = torch.nn.ModuleList([
@@ -58,7 +59,9 @@ class FastFullSubNet(SpeechMaskModel):
         self.sub_band = SequenceStage(2 * num_neighbors + 2, sb_hidden_size, 2, 1, "relu", sequence_model)
         self.decoder = SequenceStage(2 * num_mels, 512, 2, 2 * self.num_freqs, None, sequence_model)
 
-    def _downsample(self, x: torch.Tensor, t0: int, carry: torch.Tensor | None) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+    def _downsample(
+        self, x: torch.Tensor, t0: int, carry: torch.Tensor | None
+    ) -> tuple[torch.Tensor, int, torch.Tensor | None]:
         """Complete down-sampled steps inside a chunk.
 
         ``x [N, C, T]`` holds frames ``t0 .. t0+T-1``; ``carry [N, C]`` the sum of the current block's frames before

@@ -88,14 +88,16 @@ def decompress(m: torch.Tensor, K: float = CRM_K, C: float = CRM_C, clip: float 
 
 
 def build_crm(noisy: torch.Tensor, clean: torch.Tensor, compressed: bool = True) -> torch.Tensor:
-    """Complex ideal ratio mask ``M = S / Y``: complex ``[B, F, T]`` x2 -> real ``[B, 2, F, T]`` (compressed by default).
+    """Complex ideal ratio mask ``M = S / Y``: complex ``[B, F, T]`` x2 -> ``[B, 2, F, T]`` (compressed by default).
 
     ``M_r = (Y_r S_r + Y_i S_i) / (|Y|² + eps)``, ``M_i = (Y_r S_i - Y_i S_r) / (|Y|² + eps)``.
     """
     _check_spec("noisy", noisy)
     _check_spec("clean", clean)
     if noisy.shape != clean.shape:
-        raise ValueError(f"noisy and clean must have the same shape; got {tuple(noisy.shape)} and {tuple(clean.shape)}")
+        raise ValueError(
+            f"noisy and clean must have the same shape; got {tuple(noisy.shape)} and {tuple(clean.shape)}"
+        )
     den = noisy.real**2 + noisy.imag**2 + EPS
     mr = (noisy.real * clean.real + noisy.imag * clean.imag) / den
     mi = (noisy.real * clean.imag - noisy.imag * clean.real) / den
@@ -107,7 +109,9 @@ def apply_crm(mask: torch.Tensor, noisy: torch.Tensor, compressed: bool = True, 
     """Enhanced spectrum ``M ⊙ Y``: real mask ``[B, 2, F, T]`` and complex ``[B, F, T]`` -> complex ``[B, F, T]``."""
     _check_spec("noisy", noisy)
     if mask.dim() != 4 or mask.shape[1] != 2 or mask.shape[0] != noisy.shape[0] or mask.shape[2:] != noisy.shape[1:]:
-        raise ValueError(f"mask must have shape [B, 2, F, T] matching noisy {tuple(noisy.shape)}; got {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must have shape [B, 2, F, T] matching noisy {tuple(noisy.shape)}; got {tuple(mask.shape)}"
+        )
     if compressed:
         mask = decompress(mask, clip=clip)
     mr, mi = mask[:, 0], mask[:, 1]
@@ -174,7 +178,8 @@ def unfold_freq(x: torch.Tensor, num_neighbors: int) -> torch.Tensor:
     if num_neighbors == 0:
         return x[:, :, None]
     F_ = x.shape[1]
-    idx = torch.arange(-num_neighbors, num_neighbors + 1, device=x.device)[None, :] + torch.arange(F_, device=x.device)[:, None]
+    offsets = torch.arange(-num_neighbors, num_neighbors + 1, device=x.device)
+    idx = offsets[None, :] + torch.arange(F_, device=x.device)[:, None]
     idx = idx.abs()  # reflect at 0
     idx = torch.where(idx > F_ - 1, 2 * (F_ - 1) - idx, idx)  # reflect at F-1
     return x[:, idx]  # [N, F, 2n+1, ...]
