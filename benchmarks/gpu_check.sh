@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: install linseq and the peers (wheels carried in .whl/), run the GPU tests and
 # the benchmarks, write logs, JSON and plots under $OUT (or $1).
-#   STAGES="accuracy tests bench bench-quick sweep lm ecoformer icl"  selects the parts (default: accuracy tests bench)
+#   STAGES="accuracy profile tests bench bench-quick sweep lm ecoformer icl speech"  selects the parts (default: accuracy tests bench)
 #   LINSEQ_COMMIT=<sha>                    stamps results (the device copy has no .git)
 set -uo pipefail
 OUT=${OUT:-${1:-/tmp/linseq-gpu}}
@@ -30,6 +30,13 @@ for stage in $STAGES; do
       timeout 240 python3 benchmarks/gpu_accuracy.py 2>&1 | tee "$OUT/accuracy.log" ;;
     sweep)
       timeout "${SWEEP_TIMEOUT:-300}" python3 benchmarks/lightning_sweep.py "$OUT/sweep.json" 2>&1 | tee "$OUT/sweep.log" ;;
+    profile)
+      # Nsight Compute on the Lightning kernels at T=4K (unsplit and split), one launch each, plus timings
+      python3 benchmarks/lightning_profile.py 4096 2>&1 | tee "$OUT/profile_times.log"
+      timeout 240 ncu --clock-control none --kernel-name regex:lightning --launch-count 8 --set full \
+        -f -o "$OUT/lightning_4k" python3 benchmarks/lightning_profile.py 4096 --no-time > "$OUT/ncu.log" 2>&1
+      ncu --import "$OUT/lightning_4k.ncu-rep" --page details --csv > "$OUT/lightning_4k_details.csv" 2>&1
+      tail -3 "$OUT/ncu.log" ;;
     tests)
       python3 -m pytest -q -m gpu -rs tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
       [ "${PIPESTATUS[0]}" = 0 ] || status=1 ;;
