@@ -73,6 +73,14 @@ class SpeechMaskModel(nn.Module):
         out, state = self._run(mag_frame[..., None], state)
         return out[..., 0], state
 
+    def step_chunk(self, mag: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Several consecutive frames of the (look-ahead padded) stream at once: ``[B, 257, T]`` ->
+        ``([B, 2, 257, T], state)``; equal to ``T`` calls of :meth:`step`, faster. Requires ``norm="cumulative"``."""
+        if self.norm != "cumulative":
+            raise ValueError(f"streaming requires norm='cumulative'; this model has norm={self.norm!r}")
+        self._check_mag(mag)
+        return self._run(mag, state)
+
     def _run(self, mag: torch.Tensor, state: dict[str, Any] | None) -> tuple[torch.Tensor, dict[str, Any] | None]:
         raise NotImplementedError
 
@@ -82,6 +90,12 @@ class SpeechMaskModel(nn.Module):
     @staticmethod
     def frames_per_second() -> float:
         return FRAMES_PER_SECOND
+
+
+def gather_bins(x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Select frequency bins per sample: ``x [B, C, F, T]``, ``bins [B, F_g]`` -> ``[B, C, F_g, T]``."""
+    idx = bins[:, None, :, None].expand(-1, x.shape[1], -1, x.shape[3])
+    return torch.gather(x, 2, idx)
 
 
 class FullSubNet(SpeechMaskModel):
@@ -111,12 +125,36 @@ class FullSubNet(SpeechMaskModel):
         self.fb_model = SequenceStage(F_, fb_hidden_size, 2, F_, "relu", sequence_model)
         self.sb_model = SequenceStage(2 * sb_num_neighbors + 2, sb_hidden_size, 2, 2, None, sequence_model)
 
-    def _run(self, mag: torch.Tensor, state: dict[str, Any] | None) -> tuple[torch.Tensor, dict[str, Any] | None]:
+    def forward_drop_band(self, mag: torch.Tensor, groups: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training with drop-band (FullSubNet recipe, ``num_groups_in_drop_band=2``): the full-band model sees every
+        bin, but sample ``b`` runs the sub-band model only on bins ``f ≡ b (mod groups)`` among the first
+        ``F - F % groups`` bins, which divides the sub-band work by ``groups``.
+
+        ``mag [B, 257, T]`` -> ``(mask [B, 2, F_g, T], bins [B, F_g])`` with ``F_g = (F - F % groups) // groups``;
+        compare with the target gathered at ``bins`` (:func:`gather_bins`). ``groups=1`` is plain :meth:`forward`.
+        """
+        self._check_mag(mag)
+        if not isinstance(groups, int) or groups < 1:
+            raise ValueError(f"groups must be an int >= 1; got {groups!r}")
+        B, F_, _ = mag.shape
+        usable = F_ - F_ % groups if groups > 1 else F_
+        offsets = torch.arange(B, device=mag.device) % groups
+        bins = offsets[:, None] + groups * torch.arange(usable // groups, device=mag.device)[None, :]  # [B, F_g]
+        padded = nn.functional.pad(mag, (0, self.look_ahead))
+        out, _ = self._run(padded, None, bins=bins)
+        return out[..., self.look_ahead:], bins
+
+    def _run(
+        self, mag: torch.Tensor, state: dict[str, Any] | None, bins: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any] | None]:
         st = state or {}
         B, F_, T = mag.shape
         fb_in, norm_fb = norm_chunk(mag, self.norm, st.get("norm_fb") if state is not None else None)
         fb_out, fb_state = self.fb_model(fb_in.transpose(1, 2), st.get("fb"))  # [B, T, F]
         sb_in = torch.cat([unfold_freq(mag, self.sb_num_neighbors), fb_out.transpose(1, 2)[:, :, None]], dim=2)
+        if bins is not None:  # drop-band: keep the selected bins of each sample
+            sb_in = torch.gather(sb_in, 1, bins[:, :, None, None].expand(-1, -1, *sb_in.shape[2:]))
+            F_ = bins.shape[1]
         sb_in = sb_in.reshape(B * F_, -1, T)  # [B*F, 32, T]
         sb_in, norm_sb = norm_chunk(sb_in, self.norm, st.get("norm_sb") if state is not None else None)
         sb_out, sb_state = self.sb_model(sb_in.transpose(1, 2), st.get("sb"))  # [B*F, T, 2]
