@@ -1,0 +1,230 @@
+"""``linseq speech``: data, training, evaluation and complexity of FullSubNet / Fast FullSubNet."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "speech"
+HELP = "speech enhancement: build data, train, evaluate, measure complexity (FullSubNet, Fast FullSubNet)"
+DESCRIPTION = """\
+Speech-enhancement workflow for FullSubNet and Fast FullSubNet (docs/speech.md):
+
+  build-data  build the speech / noise / RIR pools from packaged sounds, and the DNS-2020-shaped test set
+  train       train one model on on-the-fly mixtures (MSE on the compressed cRM, Adam 1e-3, AMP on GPU)
+  eval        enhance the test set with a checkpoint, `noisy` or `baseline`; WB/NB-PESQ, STOI, SI-SDR
+  rtf         parameters, GMAC/s and real-time factors (1 CPU thread, GPU) of the four models"""
+EPILOG = """\
+examples:
+  linseq speech build-data data/speech_pools
+  linseq speech train --preset ci --out runs/speech/ci           # minutes on a CPU (synthetic data without pools)
+  linseq speech train --preset gpu --model fast_fullsubnet --shrink 2 --minutes 30 --out runs/speech/fast_m2
+  linseq speech train --preset gpu --model fullsubnet --steps 20000 --out runs/speech/fullsubnet --resume
+  linseq speech eval --checkpoint runs/speech/fast_m2 --test-set data/speech_pools/test_set --out results/
+  linseq speech eval --checkpoint baseline --test-set data/speech_pools/test_set --out results/
+  linseq speech rtf --out results/"""
+
+DEFAULT_POOLS = Path("data/speech_pools")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="speech_command", metavar="<step>")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("build-data", help="build the pools and the test set", formatter_class=fmt,
+                       description="Build the speech, noise and RIR pools from packaged sounds (installs Debian "
+                                   "packages it needs), then the deterministic test set in OUT/test_set.",
+                       epilog="example:\n  linseq speech build-data data/speech_pools")
+    p.add_argument("out", nargs="?", type=Path, default=DEFAULT_POOLS, help=f"pools folder (default {DEFAULT_POOLS})")
+    p.add_argument("--test-set", type=Path, default=None, help="test-set folder (default OUT/test_set)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-pools", action="store_true", help="only (re)build the test set from existing pools")
+    p.set_defaults(_speech=_build_data)
+
+    p = sub.add_parser("train", help="train FullSubNet or Fast FullSubNet", formatter_class=fmt,
+                       description="Train one model on on-the-fly mixtures from the pools (or synthetic tones "
+                                   "with --data synthetic). Writes OUT/best (best validation score, float16), "
+                                   "OUT/last (for --resume), OUT/metrics.json and OUT/loss.png.",
+                       epilog="examples:\n  linseq speech train --preset ci --out runs/speech/ci\n"
+                              "  linseq speech train --preset gpu --model fast_fullsubnet --shrink 8 --minutes 30 "
+                              "--out runs/speech/fast_m8\n"
+                              "  linseq speech train --preset gpu --model fast_fullsubnet --sequence lightning "
+                              "--out runs/speech/fast_m2_lightning")
+    p.add_argument("--preset", choices=("ci", "gpu"), default="ci",
+                   help="ci: tiny model, CPU minutes; gpu: published sizes and batch (default ci)")
+    p.add_argument("--model", choices=("fast_fullsubnet", "fullsubnet"), default="fast_fullsubnet")
+    p.add_argument("--shrink", type=int, default=2, help="Fast FullSubNet's time down-sampling m (default 2)")
+    p.add_argument("--sequence", choices=("lstm", "lightning"), default="lstm", help="sequence layers (default lstm)")
+    p.add_argument("--data", default=None,
+                   help=f"pools folder, or 'synthetic' (default {DEFAULT_POOLS}; the ci preset falls back to "
+                        "synthetic when it is missing)")
+    p.add_argument("--out", type=Path, default=Path("runs/speech/run"), help="run folder (default runs/speech/run)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (budget)")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget in minutes (validation included)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: preset (gpu: 72 Fast, 32 FullSubNet)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: preset)")
+    p.add_argument("--val-every", type=int, default=None, help="validation and checkpoint period in steps")
+    p.add_argument("--val-items", type=int, default=None, help="validation clips (fixed set)")
+    p.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"), default="auto",
+                   help="mixed precision on CUDA (auto: bf16 if it works, else fp16)")
+    p.add_argument("--drop-band", type=int, default=2, help="FullSubNet drop-band groups (1 disables; default 2)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last if present")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(_speech=_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint, the noisy input or the baseline on the test set",
+                       formatter_class=fmt,
+                       description="Enhance every clip of the test set and report WB-PESQ, NB-PESQ (P.862.1 "
+                                   "mapping, `pesq`), STOI (`pystoi`) and SI-SDR per subset (with_reverb, "
+                                   "no_reverb). Writes OUT/eval_<name>.json and .md. PESQ/STOI are skipped with a "
+                                   "note when their packages are missing.",
+                       epilog="examples:\n  linseq speech eval --checkpoint runs/speech/fast_m2 --test-set "
+                              "data/speech_pools/test_set --out results/\n"
+                              "  linseq speech eval --checkpoint noisy --test-set data/speech_pools/test_set")
+    p.add_argument("--checkpoint", required=True, help="checkpoint or run folder, 'noisy' or 'baseline'")
+    p.add_argument("--test-set", type=Path, default=DEFAULT_POOLS / "test_set", help="test-set folder")
+    p.add_argument("--out", type=Path, default=None, help="folder for eval_<name>.json/.md (default: print only)")
+    p.add_argument("--name", default=None, help="file tag (default: the checkpoint folder's name)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=None, help="metric processes (default: all cores)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many clips per subset (smoke runs)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(_speech=_eval)
+
+    p = sub.add_parser("rtf", help="complexity table: parameters, GMAC/s, real-time factors", formatter_class=fmt,
+                       description="Parameters, counted GMAC per second of audio and real-time factors (offline "
+                                   "and frame by frame on one CPU thread; offline on the GPU if present) of "
+                                   "FullSubNet, Fast FullSubNet m=2 and m=8, and the Lightning variant.",
+                       epilog="example:\n  linseq speech rtf --out results/")
+    p.add_argument("--out", type=Path, default=None, help="folder for complexity.json/.md")
+    p.add_argument("--seconds", type=float, default=10.0, help="audio length for offline RTF (default 10)")
+    p.add_argument("--stream-seconds", type=float, default=2.0, help="audio length for frame-by-frame RTF")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-cpu", action="store_true", help="skip the CPU measurements")
+    p.add_argument("--no-gpu", action="store_true", help="skip the GPU measurement")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(_speech=_rtf)
+
+
+def run(args: argparse.Namespace) -> int:
+    fn = getattr(args, "_speech", None)
+    if fn is None:
+        from linseq.cli.main import build_parser
+
+        build_parser().parse_args(["speech", "--help"])
+        return 0
+    try:
+        return fn(args)
+    except ImportError as err:  # optional packages: one clear line
+        raise ValueError(str(err)) from None
+
+
+def _build_data(args: argparse.Namespace) -> int:
+    from linseq.data.speech import build_pools, build_test_set
+
+    if not args.skip_pools:
+        build_pools(args.out)
+        print(f"pools: {args.out}")
+    test_dir = args.test_set or args.out / "test_set"
+    build_test_set(args.out, test_dir, seed=args.seed)
+    print(f"test set: {test_dir}")
+    print(f"next: linseq speech train --preset gpu --data {args.out} --out runs/speech/fast_m2")
+    return 0
+
+
+def _datasets(args: argparse.Namespace, cfg):
+    """(train dataset, fixed validation pairs, description of the data)."""
+    from linseq.experiments.speech_enhancement.synthetic import SyntheticMixtures
+    from linseq.experiments.speech_enhancement.training import make_validation_set
+
+    data = args.data
+    if data is None:
+        data = str(DEFAULT_POOLS)
+        if args.preset == "ci" and not DEFAULT_POOLS.is_dir():
+            print(f"note: no pools at {DEFAULT_POOLS}; training on synthetic tones (--data synthetic)")
+            data = "synthetic"
+    if data == "synthetic":
+        train = SyntheticMixtures(num_items=10_000, seconds=cfg.segment_seconds, seed=cfg.seed)
+        val = make_validation_set(SyntheticMixtures(cfg.val_items, cfg.val_seconds, seed=cfg.seed + 10_000),
+                                  cfg.val_items)
+        return train, val, "synthetic"
+    pools = Path(data)
+    if not pools.is_dir():
+        raise FileNotFoundError(f"no pools at {pools}: build them with `linseq speech build-data {pools}` "
+                                "or train on --data synthetic")
+    from linseq.data.speech import SpeechMixer
+
+    train = SpeechMixer(pools, split="train", segment_seconds=cfg.segment_seconds, seed=cfg.seed, num_items=10_000)
+    val_split = "val" if _has_split(pools, "val") else "train"
+    val_mixer = SpeechMixer(pools, split=val_split, segment_seconds=cfg.val_seconds, seed=cfg.seed + 10_000,
+                            num_items=max(cfg.val_items, 1))
+    return train, make_validation_set(val_mixer, cfg.val_items), str(pools)
+
+
+def _has_split(pools: Path, split: str) -> bool:
+    try:
+        from linseq.data.speech import SpeechMixer
+
+        SpeechMixer(pools, split=split, segment_seconds=1.0, seed=0, num_items=1)
+        return True
+    except (ValueError, KeyError, FileNotFoundError):
+        return False
+
+
+def _train(args: argparse.Namespace) -> int:
+    from linseq.experiments.speech_enhancement.training import TrainConfig, train_speech
+
+    cfg = TrainConfig.from_preset(
+        args.preset, model=args.model, shrink=args.shrink, sequence=args.sequence, out=str(args.out),
+        steps=args.steps, max_minutes=args.minutes, batch_size=args.batch_size, num_workers=args.workers,
+        val_every=args.val_every, val_items=args.val_items, amp=args.amp, drop_band=args.drop_band,
+        device=args.device, seed=args.seed, resume=args.resume,
+    )
+    if args.minutes is not None and args.steps is None:
+        cfg.steps = None  # a time budget alone
+    if args.steps is not None and args.minutes is None:
+        cfg.max_minutes = None  # a step budget alone
+    train, val, data = _datasets(args, cfg)
+    result = train_speech(cfg, train, val, progress=not args.no_progress)
+    best = result["best"] or {}
+    parts = [f"{k} {best[k]:.3f}" for k in ("WB_PESQ", "STOI", "SI_SDR") if k in best]
+    print(f"trained {result['steps']} steps in {result['elapsed_s'] / 60:.1f} min on {data} "
+          f"({result['steps_per_second']:.2f} steps/s, amp {result['config']['amp_resolved']})")
+    print(f"best validation (step {best.get('step')}): score {best.get('score', float('nan')):.4f}; " + ", ".join(parts))
+    print(f"checkpoint: {args.out / 'best'}; resume state: {args.out / 'last'}; metrics: {args.out / 'metrics.json'}; "
+          f"plot: {args.out / 'loss.png'}")
+    print(f"next: linseq speech eval --checkpoint {args.out} --test-set {DEFAULT_POOLS / 'test_set'}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from linseq.experiments.speech_enhancement.evaluate import evaluate_system, markdown_table
+
+    system = args.checkpoint
+    if system not in ("noisy", "baseline") and not Path(system).exists():
+        raise FileNotFoundError(f"no checkpoint at {system} (give a folder, 'noisy' or 'baseline')")
+    result = evaluate_system(system, args.test_set, args.out, device=args.device, workers=args.workers,
+                             progress=not args.no_progress, limit=args.limit, tag=args.name)
+    print(markdown_table([result]))
+    if result["missing_metrics"]:
+        print(f"note: skipped {', '.join(result['missing_metrics'])} (pip install 'linseq[speech]')")
+    for path in result.get("written", []):
+        print(f"wrote {path}")
+    return 0
+
+
+def _rtf(args: argparse.Namespace) -> int:
+    import torch
+
+    from linseq.experiments.speech_enhancement.evaluate import complexity_markdown, complexity_table
+
+    gpu = torch.cuda.is_available() and not args.no_gpu
+    result = complexity_table(args.out, args.seconds, args.stream_seconds, args.repeats, gpu=gpu,
+                              cpu=not args.no_cpu, progress=not args.no_progress)
+    print(complexity_markdown(result))
+    print(f"CPU: {result['cpu']}; RTF = processing time / audio time (lower is faster; < 1 is real time)")
+    if args.out is not None:
+        print(f"wrote {args.out / 'complexity.json'} and {args.out / 'complexity.md'}")
+    return 0

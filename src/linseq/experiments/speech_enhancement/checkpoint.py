@@ -1,0 +1,192 @@
+"""Speech-model checkpoints: a folder with ``config.json`` (what model to build, training step, metrics) and
+``model.safetensors`` (weights, float32 or float16 to keep a shipped file small), written atomically.
+
+Training runs also keep ``OUT/last/`` with the optimizer state (``optimizer.safetensors``) and the trainer state
+(``trainer_state.json``) for ``--resume``. Folders are replaced as a whole (write into a temporary sibling, then
+rename), so an interrupted write leaves the previous complete checkpoint.
+
+The shipped default, a trained Fast FullSubNet, lives in ``linseq/models/speech/weights/fast_fullsubnet/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from linseq.io import save_json
+from linseq.models.speech import FastFullSubNet, FullSubNet, SpeechMaskModel
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+TRAINER_FILE = "trainer_state.json"
+FORMAT = "linseq-speech-enhancement"
+MODEL_KINDS = ("fast_fullsubnet", "fullsubnet")
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "speech" / "weights" / "fast_fullsubnet"
+
+
+def model_config(model: SpeechMaskModel) -> dict[str, Any]:
+    """The constructor arguments that rebuild ``model`` (model kind, shrink size m, sequence model, ...)."""
+    if isinstance(model, FastFullSubNet):
+        return {"model": "fast_fullsubnet", "shrink_size": model.shrink_size, "sequence_model": model.sequence_model,
+                "look_ahead": model.look_ahead, "norm": model.norm, "num_mels": model.num_mels,
+                "num_neighbors": model.num_neighbors, "sb_hidden_size": model.sub_band.hidden_size}
+    if isinstance(model, FullSubNet):
+        return {"model": "fullsubnet", "sequence_model": model.sequence_model, "look_ahead": model.look_ahead,
+                "norm": model.norm, "sb_num_neighbors": model.sb_num_neighbors,
+                "fb_hidden_size": model.fb_model.hidden_size, "sb_hidden_size": model.sb_model.hidden_size}
+    raise TypeError(f"model must be a FullSubNet or FastFullSubNet; got {type(model).__name__}")
+
+
+def build_model(config: dict[str, Any]) -> SpeechMaskModel:
+    """Build an untrained model from a config dict (``model`` plus constructor arguments)."""
+    cfg = dict(config)
+    kind = cfg.pop("model", None)
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model must be one of {MODEL_KINDS}; got {kind!r}")
+    cls = FastFullSubNet if kind == "fast_fullsubnet" else FullSubNet
+    import inspect
+
+    allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    return cls(**{k: v for k, v in cfg.items() if k in allowed})
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    old = final.with_name(f".{final.name}-old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_speech_checkpoint(
+    path: str | os.PathLike, model: SpeechMaskModel, info: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32, optimizer: torch.optim.Optimizer | None = None,
+    trainer_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write the checkpoint folder ``path`` atomically; returns it.
+
+    ``info`` (step, metrics, ...) is stored in config.json beside the model config. ``dtype=torch.float16`` halves
+    the file (weights are cast back to float32 on load). ``optimizer``/``trainer_state`` add the resume files.
+    """
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be float32, float16 or bfloat16; got {dtype}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}-tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+    config = {"format": FORMAT, **model_config(model), "dtype": str(dtype).replace("torch.", ""),
+              "parameters": sum(p.numel() for p in model.parameters()), **(info or {})}
+    save_json(tmp / CONFIG_FILE, config)
+    if optimizer is not None:
+        tensors, groups = _flatten_optimizer(optimizer)
+        save_file(tensors, str(tmp / OPTIMIZER_FILE))
+        save_json(tmp / TRAINER_FILE, {**(trainer_state or {}), "optimizer_param_groups": groups})
+    _replace_dir(tmp, path)
+    return path
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint folder for ``path``: the folder itself, or ``best/`` / ``last/`` of a training run folder.
+
+    Raises FileNotFoundError (one line) when none holds config.json and model.safetensors."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}: the folder does not exist")
+    for candidate in (path, path / "best", path / "last"):
+        if (candidate / CONFIG_FILE).is_file() and (candidate / MODEL_FILE).is_file():
+            return candidate
+    raise FileNotFoundError(f"no checkpoint at {path} (expected {CONFIG_FILE} and {MODEL_FILE} there or in best/)")
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """config.json of a checkpoint folder; ValueError (one line) when it is unreadable."""
+    ckpt = find_checkpoint(path)
+    try:
+        config = json.loads((ckpt / CONFIG_FILE).read_text())
+        if not isinstance(config, dict) or config.get("model") not in MODEL_KINDS:
+            raise ValueError(f"'model' must be one of {MODEL_KINDS}")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"corrupt checkpoint {ckpt}: {CONFIG_FILE} is unreadable ({err})") from None
+    return config
+
+
+def load_speech_model(
+    path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+) -> tuple[SpeechMaskModel, dict[str, Any]]:
+    """Load ``(model in eval mode, float32, on device; config dict)`` from a checkpoint or run folder.
+
+    ``path=None`` loads the shipped Fast FullSubNet. FileNotFoundError for a missing checkpoint, ValueError for a
+    corrupt one (both one line)."""
+    if path is None:
+        if not (SHIPPED / MODEL_FILE).is_file():
+            raise FileNotFoundError(
+                f"the shipped Fast FullSubNet checkpoint is missing ({SHIPPED / MODEL_FILE}); "
+                "pass --checkpoint DIR with a checkpoint from `linseq speech train`"
+            )
+        path = SHIPPED
+    ckpt = find_checkpoint(path)
+    config = read_config(ckpt)
+    try:
+        state = load_file(str(ckpt / MODEL_FILE))
+    except Exception as err:  # safetensors raises its own error type for truncated or garbled files
+        raise ValueError(f"corrupt checkpoint {ckpt}: {MODEL_FILE} is unreadable ({err})") from None
+    try:
+        model = build_model(config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"corrupt checkpoint {ckpt}: cannot build the model from {CONFIG_FILE} ({err})") from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"corrupt checkpoint {ckpt}: weights do not match {CONFIG_FILE} "
+                         f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    return model.to(device).eval(), config
+
+
+def load_training_state(
+    path: str | os.PathLike, model: SpeechMaskModel, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Restore weights and optimizer from a ``last/`` folder written with an optimizer; returns the trainer state."""
+    path = Path(path)
+    try:
+        state = json.loads((path / TRAINER_FILE).read_text())
+        model.load_state_dict(load_file(str(path / MODEL_FILE)))
+        tensors = load_file(str(path / OPTIMIZER_FILE))
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, state.pop("optimizer_param_groups")))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"cannot resume from {path}: {Path(err.filename or '?').name} is missing") from None
+    except (ValueError, RuntimeError, KeyError) as err:
+        raise ValueError(f"cannot resume from corrupt checkpoint {path}: {str(err).splitlines()[0]}") from None
+    return state
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    sd = optimizer.state_dict()
+    tensors = {}
+    for idx, st in sd["state"].items():
+        for key, value in st.items():
+            value = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+            tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
+    return tensors, sd["param_groups"]
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[dict]) -> dict:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": groups}
