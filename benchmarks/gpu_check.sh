@@ -29,7 +29,7 @@ for stage in $STAGES; do
     accuracy)
       timeout 240 python3 benchmarks/gpu_accuracy.py 2>&1 | tee "$OUT/accuracy.log" ;;
     sweep)
-      timeout "${SWEEP_TIMEOUT:-300}" python3 benchmarks/lightning_sweep.py "$OUT/sweep.json" 2>&1 | tee "$OUT/sweep.log" ;;
+      timeout "${SWEEP_TIMEOUT:-300}" python3 benchmarks/lightning_sweep.py "$OUT/sweep.json" ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/sweep.log" ;;
     profile)
       # Nsight Compute on the Lightning kernels at T=4K (unsplit and split), one launch each, plus timings
       python3 benchmarks/lightning_profile.py 4096 2>&1 | tee "$OUT/profile_times.log"
@@ -38,7 +38,7 @@ for stage in $STAGES; do
       ncu --import "$OUT/lightning_4k.ncu-rep" --page details --csv > "$OUT/lightning_4k_details.csv" 2>&1
       tail -3 "$OUT/ncu.log" ;;
     tests)
-      python3 -m pytest -q -m gpu -rs tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+      timeout "${TESTS_TIMEOUT:-300}" python3 -m pytest -q -m gpu -rs tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
       [ "${PIPESTATUS[0]}" = 0 ] || status=1 ;;
     bench|bench-quick)
       extra=""; [ "$stage" = bench-quick ] && extra="--quick"

@@ -1,61 +1,74 @@
-"""Compare launch variants of the Triton Lightning kernels in one GPU call (H=16, D=128, bf16, B·T=65,536).
+"""Compare launch variants of the Triton Lightning kernels against fla in one GPU call.
 
-Varies the parallelism target (programs per SM, which sets the sequence split), pipeline stages and the dk/dv
-block, and prints median ms of forward and forward+backward per variant and T. Writes JSON to $1 (or stdout only).
+H=16, D=128, bf16, B·T = 65,536, per-head decay (the issue's bar), then per-token decay and decoding for the
+default variant. Measurements go through linseq.bench (same timing and peak-memory code as ``linseq bench``);
+the JSON is rewritten after every measurement, so a run cut short by its time limit keeps what it measured.
 
-    python benchmarks/lightning_sweep.py OUT.json
+    python benchmarks/lightning_sweep.py OUT.json [--lengths 4096,16384] [--variants sep3,fused32]
 """
 
 from __future__ import annotations
 
-import itertools
+import argparse
 import json
-import sys
+import time
+from dataclasses import asdict
 
 import torch
-import triton
 
+from linseq.bench.lightning import BenchConfig, DecodeConfig, _measure_one, measure_decode
 from linseq.io import run_metadata
-from linseq.ops import lightning_attn, tnl_log_decay
 from linseq.ops.lightning.triton import function as F
 
-H, D, TOKENS = 16, 128, 65536
-LENGTHS = (4096, 16384, 65536)
-VARIANTS = list(itertools.product((1, 2, 4), (2, 3), (None, 64)))  # programs/SM, stages, dk/dv block
-
-
-def time_variant(T: int) -> tuple[float, float]:
-    B = TOKENS // T
-    q, k, v = (torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-    g = tnl_log_decay(H, 0, 24).cuda()
-    do = torch.randn_like(q)
-
-    def fwd():
-        with torch.no_grad():
-            lightning_attn(q, k, v, g, scale=1.0)
-
-    def fwdbwd():
-        lightning_attn(q, k, v, g, scale=1.0)[0].backward(do)
-
-    return (triton.testing.do_bench(fwd, warmup=25, rep=100, return_mode="median"),
-            triton.testing.do_bench(fwdbwd, warmup=25, rep=100, return_mode="median"))
+# name -> settings of linseq.ops.lightning.triton.function (the first is the shipped default)
+VARIANTS = {
+    "sep3": dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2),
+    "sep3_pps1": dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=1),
+    "fused32_s2": dict(NUM_STAGES=2, DKDV_SEPARATE=False, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2),  # f6e93ed
+    "fused64_s3": dict(NUM_STAGES=None, DKDV_SEPARATE=False, DKDV_BLOCK_T=64, PROGRAMS_PER_SM=2),
+}
+LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
 
 
 def main() -> None:
-    rows = []
-    for per_sm, stages, dkdv_bt in VARIANTS:
-        F.PROGRAMS_PER_SM, F.NUM_STAGES, F.DKDV_BLOCK_T = per_sm, stages, dkdv_bt
-        for T in LENGTHS:
-            try:
-                f, fb = time_variant(T)
-                rows.append(dict(programs_per_sm=per_sm, stages=stages, dkdv_block=dkdv_bt, T=T, fwd=f, fwdbwd=fb))
-                print(f"per_sm={per_sm} stages={stages} dkdv_bt={dkdv_bt} T={T}: fwd {f:.3f} ms, fwd+bwd {fb:.3f} ms",
-                      flush=True)
-            except Exception as err:  # a variant that fails to compile is reported, the sweep goes on
-                print(f"per_sm={per_sm} stages={stages} dkdv_bt={dkdv_bt} T={T}: {type(err).__name__}: {err}"[:300])
-    if len(sys.argv) > 1:
-        with open(sys.argv[1], "w") as f:
-            json.dump({"meta": run_metadata(), "rows": rows}, f, indent=2)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out")
+    p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    args = p.parse_args()
+    lengths = tuple(int(x) for x in args.lengths.split(","))
+    device = torch.device("cuda")
+    rows: list[dict] = []
+    doc = {"meta": run_metadata(), "variants": VARIANTS, "rows": rows}
+
+    def record(section: str, variant: str, m) -> None:
+        rows.append(dict(section=section, variant=variant, **asdict(m)))
+        ms = f"{m.ms:.3f} ms" if m.ms is not None else m.error
+        print(f"{section:10s} {variant:11s} {m.provider:14s} T={m.T:<6d} B={m.B:<4d} {m.mode:7s} {ms}", flush=True)
+        with open(args.out, "w") as f:
+            json.dump(doc, f, indent=1)
+
+    def run(section: str, variant: str, provider: str, cfg: BenchConfig, T_list) -> None:
+        for T in T_list:
+            for mode in cfg.modes:
+                record(section, variant, _measure_one(provider, max(1, cfg.tokens // T), T, cfg, torch.bfloat16,
+                                                      mode, device))
+
+    t0 = time.time()
+    head = BenchConfig(decay="head")
+    run("head", "-", "fla", head, lengths)
+    for name in args.variants.split(","):
+        for key, value in VARIANTS[name].items():
+            setattr(F, key, value)
+        run("head", name, "linseq-triton", head, lengths)
+    for key, value in VARIANTS[next(iter(VARIANTS))].items():
+        setattr(F, key, value)
+    for m in measure_decode(DecodeConfig(), device):
+        record("decode", "-", m)
+    token = BenchConfig(decay="token")
+    for provider in ("fla", "linseq-triton"):
+        run("token", "sep3" if provider != "fla" else "-", provider, token, (4096, 32768, 131072))
+    print(f"sweep done in {time.time() - t0:.0f} s")
 
 
 if __name__ == "__main__":

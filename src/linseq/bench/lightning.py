@@ -47,16 +47,24 @@ class Measurement:
     extra: dict = field(default_factory=dict)
 
 
-def _time_ms(fn: Callable[[], object], device: torch.device) -> float:
-    """Median milliseconds of ``fn``: triton.testing.do_bench (CUDA events) on the GPU, wall clock elsewhere."""
+def _time_ms(fn: Callable[[], object], device: torch.device, grad_to_none: list | None = None) -> float:
+    """Median milliseconds of ``fn``: triton.testing.do_bench (CUDA events) on the GPU, wall clock elsewhere.
+
+    ``grad_to_none``: leaves whose ``.grad`` is reset before each call, so the backward assigns the gradients
+    instead of adding them to the previous call's (the add is the optimizer's cost, not the op's)."""
     if device.type == "cuda":
         import triton
 
-        return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
+        return float(triton.testing.do_bench(fn, warmup=25, rep=100, grad_to_none=grad_to_none,
+                                             return_mode="median"))
+    for x in grad_to_none or ():
+        x.grad = None
     fn()
     times = []
     budget = time.perf_counter() + 1.0
     while len(times) < 3 or (time.perf_counter() < budget and len(times) < 20):
+        for x in grad_to_none or ():
+            x.grad = None
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
@@ -163,7 +171,8 @@ def _measure_one(provider, B, T, cfg, dtype, mode, device) -> Measurement:
             fn()
             torch.cuda.synchronize()
             peak = torch.cuda.max_memory_allocated() / 2**30
-        ms = _time_ms(fn, device)
+        leaves = [x for x in (q, k, v, g) if x is not None and x.requires_grad]
+        ms = _time_ms(fn, device, leaves)
         return Measurement(provider, T, B, mode, ms, peak)
     except Exception as err:  # record what a peer refuses (e.g. fla's Hopper guard) instead of aborting
         msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]

@@ -76,9 +76,12 @@ def test_chunk_backend_bf16_is_close_to_definition(decay):
 @needs_triton
 @pytest.mark.parametrize("decay", ["none", "head", "token"])
 @pytest.mark.parametrize("num_segments", [1, 3])
-def test_triton_matches_definition_fp32(decay, num_segments):
+@pytest.mark.parametrize("separate_dkdv", [True, False])
+def test_triton_matches_definition_fp32(monkeypatch, decay, num_segments, separate_dkdv):
+    from linseq.ops.lightning.triton import function as fn_mod
     from linseq.ops.lightning.triton.function import triton_lightning_attn
 
+    monkeypatch.setattr(fn_mod, "DKDV_SEPARATE", separate_dkdv)
     inputs = make_inputs(2, 150, 2, 24, 40, torch.float32, decay)
     out = run_with_grads(None, *inputs, 0.5, fn=triton_lightning_attn, num_segments=num_segments)
     assert_close_to_reference(out, reference(*inputs, 0.5), 1e-5)
@@ -142,10 +145,12 @@ def test_triton_packed_sequences_match_definition():
 
 @needs_triton
 @pytest.mark.parametrize("num_segments", [1, 3])
-def test_triton_writes_every_output_element(monkeypatch, num_segments):
+@pytest.mark.parametrize("separate_dkdv", [True, False])
+def test_triton_writes_every_output_element(monkeypatch, num_segments, separate_dkdv):
     """Outputs are allocated NaN-filled, so an element a kernel forgets to write fails the check."""
     from linseq.ops.lightning.triton import function as fn_mod
 
+    monkeypatch.setattr(fn_mod, "DKDV_SEPARATE", separate_dkdv)
     real_empty, real_empty_like = torch.empty, torch.empty_like
 
     def poisoned_empty(*a, **kw):

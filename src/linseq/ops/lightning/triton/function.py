@@ -82,7 +82,8 @@ def make_plan(q: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor | None,
         programs = N * H * triton.cdiv(V, _value_block(K, V))
         wanted = PROGRAMS_PER_SM * _num_sms(q.device)
         # at least 4 blocks per segment, or the extra state traffic outweighs the parallelism
-        num_segments = max(1, min(triton.cdiv(wanted, programs), blocks // 4))
+        # rounded down: a split that only tops up an almost full wave costs a pass over k, v and gains nothing
+        num_segments = max(1, min(wanted // programs, blocks // 4))
     num_segments = max(1, min(num_segments, blocks))
     seg_blocks = triton.cdiv(blocks, num_segments)
     num_segments = triton.cdiv(blocks, seg_blocks)
@@ -100,13 +101,19 @@ def _pass_through_empty(out: torch.Tensor | None, given: torch.Tensor | None, cu
 
 # Launch settings, fixed rather than autotuned (autotuning every shape cost minutes of compilation on the GPU);
 # benchmarks/lightning_sweep.py overrides them to compare variants in one GPU call.
-NUM_STAGES = 2
-DKDV_BLOCK_T: int | None = None  # None: half a block when the state tile is large
+NUM_STAGES: int | None = None  # None: as many (≤ 3) as fit in shared memory; 3 removed the register spills
+DKDV_BLOCK_T: int | None = None  # None: BLOCK_T when dk and dv are separate launches, else half when the tile is large
+DKDV_SEPARATE = True  # dk and dv from two launches of the dk/dv sweep instead of one
+SHARED_BYTES = 200 * 1024  # budget for pipelined tiles + the state's 16-bit copy (H100: 227 KB per block)
 
 
-def _launch(tile_elems: int) -> dict:
-    """Warps and pipeline stages for a program whose fp32 state tile has ``tile_elems`` elements."""
-    return dict(num_warps=4 if tile_elems <= 128 * 64 else 8, num_stages=NUM_STAGES)
+def _launch(tile_elems: int, stage_bytes: int = 0) -> dict:
+    """Warps and pipeline stages for a program whose fp32 state tile has ``tile_elems`` elements and whose
+    loop loads ``stage_bytes`` per pipeline stage."""
+    stages = NUM_STAGES
+    if stages is None:
+        stages = 3 if 3 * stage_bytes + 2 * tile_elems <= SHARED_BYTES else 2
+    return dict(num_warps=4 if tile_elems <= 128 * 64 else 8, num_stages=stages)
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -144,7 +151,8 @@ def lightning_forward(q, k, v, log_decay, scale, initial_state, output_final_sta
         seg_start = q.new_empty(N, H, NS, K, V, dtype=torch.float32)
         seg_ld = q.new_empty(N, H, NS, dtype=torch.float32) if decay == 2 else None
     common = dict(T=T, H=H, K=K, V=V, NS=NS, SEG_LEN=plan.seg_len, BT=BLOCK_T, BK=BK, BV=BV, DECAY=decay,
-                  SPLIT=split, IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype), **_launch(BK * BV))
+                  SPLIT=split, IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype),
+                  **_launch(BK * BV, BLOCK_T * (2 * BK + BV) * q.element_size()))
     grid = (triton.cdiv(V, BV), N * H, NS)
     if split:
         lightning_fwd_kernel[grid](
@@ -173,8 +181,9 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg
     BK, BV = _pow2(K), _value_block(K, V)
     BVf = _pow2(V)
     BKq = _key_block(K, V)
-    # the dk/dv sweep holds the most tiles at once: halve its block when the state tile is large
-    BT_dkdv = DKDV_BLOCK_T or (BLOCK_T // 2 if BK * BV > 128 * 64 else BLOCK_T)
+    # the fused dk/dv sweep holds the most tiles at once: halve its block when the state tile is large
+    BT_dkdv = DKDV_BLOCK_T or (BLOCK_T // 2 if BK * BV > 128 * 64 and not DKDV_SEPARATE else BLOCK_T)
+    elem = q.element_size()
     common = dict(T=T, H=H, K=K, V=V, SEG_LEN=plan.seg_len, DECAY=decay,
                   IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype))
 
@@ -182,8 +191,10 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg
     dq_h0 = seg_states if NS > 1 else h0
     lightning_bwd_dq_kernel[(triton.cdiv(K, BKq), N * H, NS)](
         dof, kf, vf, g, ld, dq_h0, dq, cu_seqlens, scale, NS=NS, BK=BKq, BV=BVf,
-        BT=BLOCK_T, HAS_H0=dq_h0 is not None, **common, **_launch(BKq * BVf))
-    common.update(_launch(BK * BV), BT=BT_dkdv)
+        BT=BLOCK_T, HAS_H0=dq_h0 is not None, **common, **_launch(BKq * BVf, BLOCK_T * (BKq + 2 * BVf) * elem))
+    # elements loaded per token: q, dO and v (dk launch) or k (dv launch); all four when fused
+    loads = max(BK + 2 * BV, 2 * BK + BV) if DKDV_SEPARATE else 2 * (BK + BV)
+    common.update(_launch(BK * BV, BT_dkdv * loads * elem), BT=BT_dkdv)
 
     NV = triton.cdiv(V, BV)
     dv = torch.empty_like(vf)
@@ -198,9 +209,11 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg
         lightning_bwd_dkdv_kernel[grid](
             qf, kf, vf, dof, g, ld, None, None, None, None, local, seg_ld, cu_seqlens, scale,
             HAS_DHT=False, STORE_DH0=False, STATE_ONLY=True, **common)
-    lightning_bwd_dkdv_kernel[grid](
-        qf, kf, vf, dof, g, ld, dht, dk_buf, dv, dh0, local, seg_ld, cu_seqlens, scale,
-        HAS_DHT=dht is not None, STORE_DH0=need_dh0, STATE_ONLY=False, **common)
+    outputs = [dict(WANT_DK=True, WANT_DV=False), dict(WANT_DK=False, WANT_DV=True)] if DKDV_SEPARATE else [{}]
+    for i, want in enumerate(outputs):
+        lightning_bwd_dkdv_kernel[grid](
+            qf, kf, vf, dof, g, ld, dht, dk_buf, dv, dh0, local, seg_ld, cu_seqlens, scale,
+            HAS_DHT=dht is not None, STORE_DH0=need_dh0 and i == 0, STATE_ONLY=False, **want, **common)
     if plan.has_empty:
         _pass_through_empty(dh0, dht, cu_seqlens)
     dk = dk_buf[0] if NV == 1 else dk_buf.sum(0).to(grad_dtype)

@@ -9,7 +9,8 @@ state on chip, so no per-block state ever goes to memory:
 * ``lightning_fwd_kernel``: o = [(Q Kᵀ) ⊙ D] V + (Λ Q) S per block, then S ← λ^C S + (Λ' K)ᵀ V.
   With ``STATE_ONLY`` it reads only k, v and writes the segment's end state (the first phase of a split sequence).
 * ``lightning_bwd_dq_kernel``: forward in time; dq = [(dO Vᵀ) ⊙ D] K + (Λ dO) Sᵀ, S recomputed on the way.
-* ``lightning_bwd_dkdv_kernel``: backward in time; dk, dv from the block's own attention and the carried dS.
+* ``lightning_bwd_dkdv_kernel``: backward in time; dk, dv (or one of them) from the block's own attention and the
+  carried dS.
   With ``STATE_ONLY`` it reads q, dO and writes the segment's dS.
 
 Decay modes (``DECAY``): 0 none, 1 per head (``ld``), 2 per token (``g``, cumulated inside each block so that
@@ -209,13 +210,15 @@ def lightning_bwd_dkdv_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, STATE_ONLY: tl.constexpr,
     SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
+    WANT_DK: tl.constexpr = True, WANT_DV: tl.constexpr = True,
 ):
     """Grid (V / BV, N*H, NS), blocks visited last to first. BK covers all of K; dS is the [K, BV] slice.
 
     STATE_ONLY: write this segment's own dL/d(state at its start) to LOCAL. Otherwise the gradient entering at
     the segment's end is dht folded with the later segments' LOCAL (SPLIT); segment 0 writes dh0.
     With several V slices each program writes its partial dk at ``DK + i_v * DK_SPLIT_STRIDE`` (float32),
-    summed afterwards."""
+    summed afterwards. ``WANT_DK`` / ``WANT_DV`` select the outputs: one launch for each keeps fewer tiles live
+    (no register spills at 64-token blocks) at the price of reading q and dO twice."""
     i_v, i_nh, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, i_h = i_nh // H, i_nh % H
     seg_start, seg_end, eos = _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN)
@@ -264,29 +267,34 @@ def lightning_bwd_dkdv_kernel(
         else:
             b_qd = (b_q * scale).to(b_q.dtype)
         if not STATE_ONLY:
-            b_k = _load_rows(Kp, t, t_mask, i_h, H, K, offs_k, k_mask)
-            b_v = _load_rows(Vp, t, t_mask, i_h, H, V, offs_v, v_mask)
-            b_a = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION)
-            b_dp = tl.dot(b_do, tl.trans(b_v), input_precision=PRECISION)
+            b_ds_lo = b_ds.to(b_q.dtype)
             if DECAY > 0:
                 b_d = tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], float("-inf")))
-                b_a = b_a * b_d
-                b_dp = b_dp * b_d
                 b_to_end = tl.exp(g_last - b_g)
-                b_kd = (b_k * b_to_end[:, None]).to(b_k.dtype)
-                b_vd = (b_v * b_to_end[:, None]).to(b_v.dtype)
-            else:
-                b_a = tl.where(causal, b_a, 0.0)
-                b_dp = tl.where(causal, b_dp, 0.0)
-                b_kd = b_k
-                b_vd = b_v
-            b_ds_lo = b_ds.to(b_k.dtype)
-            b_dv = tl.dot(tl.trans((b_a * scale).to(b_do.dtype)), b_do, input_precision=PRECISION)
-            b_dv += tl.dot(b_kd, b_ds_lo, input_precision=PRECISION)
-            b_dk = tl.dot(tl.trans((b_dp * scale).to(b_q.dtype)), b_q, input_precision=PRECISION)
-            b_dk += tl.dot(b_vd, tl.trans(b_ds_lo), input_precision=PRECISION)
-            _store_rows(DV, b_dv, t, t_mask, i_h, H, V, offs_v, v_mask)
-            _store_rows(DK + i_v * DK_SPLIT_STRIDE, b_dk, t, t_mask, i_h, H, K, offs_k, k_mask)
+            if WANT_DV:
+                b_k = _load_rows(Kp, t, t_mask, i_h, H, K, offs_k, k_mask)
+                b_a = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION)
+                if DECAY > 0:
+                    b_a = b_a * b_d
+                    b_kd = (b_k * b_to_end[:, None]).to(b_k.dtype)
+                else:
+                    b_a = tl.where(causal, b_a, 0.0)
+                    b_kd = b_k
+                b_dv = tl.dot(tl.trans((b_a * scale).to(b_do.dtype)), b_do, input_precision=PRECISION)
+                b_dv += tl.dot(b_kd, b_ds_lo, input_precision=PRECISION)
+                _store_rows(DV, b_dv, t, t_mask, i_h, H, V, offs_v, v_mask)
+            if WANT_DK:
+                b_v = _load_rows(Vp, t, t_mask, i_h, H, V, offs_v, v_mask)
+                b_dp = tl.dot(b_do, tl.trans(b_v), input_precision=PRECISION)
+                if DECAY > 0:
+                    b_dp = b_dp * b_d
+                    b_vd = (b_v * b_to_end[:, None]).to(b_v.dtype)
+                else:
+                    b_dp = tl.where(causal, b_dp, 0.0)
+                    b_vd = b_v
+                b_dk = tl.dot(tl.trans((b_dp * scale).to(b_q.dtype)), b_q, input_precision=PRECISION)
+                b_dk += tl.dot(b_vd, tl.trans(b_ds_lo), input_precision=PRECISION)
+                _store_rows(DK + i_v * DK_SPLIT_STRIDE, b_dk, t, t_mask, i_h, H, K, offs_k, k_mask)
         if DECAY > 0:
             b_ds = b_ds * tl.exp(g_last) + tl.dot(tl.trans(b_qd), b_do, input_precision=PRECISION)
         else:
