@@ -1,0 +1,184 @@
+"""On-the-fly noisy/clean pairs from the pools, following FullSubNet's published DNS-2020 training recipe.
+
+For item ``i`` (research notes §4; our own code):
+
+1. clean: an utterance (drawn with probability ∝ max(length, segment)) randomly cropped to the segment length,
+   zero-padded at the end if shorter;
+2. noise: random noise clips joined with 0.2 s of silence between them until the segment is covered, then
+   randomly cropped;
+3. SNR: a uniform integer in [-5, 20] dB;
+4. reverb with probability 0.75: the clean segment is convolved with a random RIR (truncated to the segment) and
+   the **reverberant clean is the target**;
+5. clean and noise are peak-normalised, then set to -25 dBFS RMS; the noise is scaled to the SNR; the mixture is
+   rescaled to a random integer level in [-35, -15) dBFS and the clean by the same factor; if the mixture would
+   clip (|x| > 0.999), both are scaled so that the mixture peaks at 0.99.
+
+All randomness of item ``i`` comes from ``numpy.random.default_rng([seed, epoch, i])``, so an item is the same in
+every process and DataLoader worker, and changes with :meth:`SpeechMixer.set_epoch`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from linseq.data.speech.audio import EPS, SAMPLE_RATE, fftconvolve
+from linseq.data.speech.pools import SplitPool
+
+__all__ = ["SpeechMixer", "mix_at_snr", "noise_segment", "crop_or_pad"]
+
+
+def crop_or_pad(x: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """A random ``n``-sample crop of ``x`` or ``x`` zero-padded at the end to ``n``; returns ``(y [n], start)``."""
+    if len(x) > n:
+        start = int(rng.integers(0, len(x) - n + 1))
+        return x[start:start + n], start
+    return np.pad(x, (0, n - len(x))), 0
+
+
+def _normalise(x: np.ndarray, target_dbfs: float) -> np.ndarray:
+    x = x / (np.max(np.abs(x)) + EPS)
+    return x * (10 ** (target_dbfs / 20) / (np.sqrt(np.mean(x * x)) + EPS))
+
+
+def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float, level_dbfs: float,
+               rir: np.ndarray | None = None, target_dbfs: float = -25.0) -> tuple[np.ndarray, np.ndarray]:
+    """Mix ``clean`` and ``noise`` (both ``[T]``) at ``snr_db``; returns ``(noisy, target)`` float64 ``[T]``.
+
+    With ``rir`` the clean is first convolved with it (``[:T]``) and the reverberant clean is the target. Steps
+    and constants as in the module doc: peak-normalise, -25 dBFS, noise to the SNR, mixture to ``level_dbfs`` with
+    the target scaled identically, clipping guard to peak 0.99.
+    """
+    clean = np.asarray(clean, dtype=np.float64)
+    noise = np.asarray(noise, dtype=np.float64)
+    if clean.ndim != 1 or clean.shape != noise.shape:
+        raise ValueError(f"clean and noise must be 1-D of the same length; got {clean.shape} and {noise.shape}")
+    if rir is not None:
+        clean = fftconvolve(clean, np.asarray(rir, dtype=np.float64))[: len(clean)]
+    clean = _normalise(clean, target_dbfs)
+    noise = _normalise(noise, target_dbfs)
+    clean_rms = np.sqrt(np.mean(clean * clean))
+    noise_rms = np.sqrt(np.mean(noise * noise))
+    noise = noise * (clean_rms / (10 ** (snr_db / 20)) / (noise_rms + EPS))
+    noisy = clean + noise
+    gain = 10 ** (level_dbfs / 20) / (np.sqrt(np.mean(noisy * noisy)) + EPS)
+    noisy, clean = noisy * gain, clean * gain
+    peak = np.max(np.abs(noisy))
+    if peak > 0.999:
+        k = peak / (0.99 - EPS)
+        noisy, clean = noisy / k, clean / k
+    return noisy, clean
+
+
+def noise_segment(pool: SplitPool, n: int, rng: np.random.Generator, gap: int, pick) -> tuple[np.ndarray, list[int]]:
+    """``n`` samples of noise: clips chosen by ``pick(rng)`` joined with ``gap`` zeros until ``n`` samples are
+    covered, then randomly cropped. Returns ``(noise [n] float32, clip indices)``."""
+    parts, ids, total = [], [], 0
+    while total < n:
+        if parts:
+            g = min(gap, n - total)
+            parts.append(np.zeros(g, dtype=np.float32))
+            total += g
+            if total >= n:
+                break
+        i = pick(rng)
+        clip = pool.noise(i)
+        parts.append(clip)
+        ids.append(i)
+        total += len(clip)
+    y = np.concatenate(parts)
+    if len(y) > n:
+        start = int(rng.integers(0, len(y) - n + 1))
+        y = y[start:start + n]
+    return y, ids
+
+
+class SpeechMixer(torch.utils.data.Dataset):
+    """Noisy/clean training pairs mixed on the fly from a pools folder (see the module doc for the recipe).
+
+    ``__getitem__(i)`` returns ``(noisy, clean)``: float32 tensors ``[round(segment_seconds · 16000)]``.
+    ``num_items`` is the length of one epoch. ``noise_sampling="family"`` draws a noise family uniformly and then
+    a clip in it (balances the few recorded clips against the many generated recipes); ``"clip"`` draws clips
+    uniformly. The pools are decoded lazily once per process; call :meth:`preload` in the parent before a fork-based
+    DataLoader starts its workers to share one decoded copy.
+    """
+
+    def __init__(self, pools_dir: str | os.PathLike, split: str = "train", segment_seconds: float = 3.072,
+                 seed: int = 0, num_items: int = 10_000, *, snr_range: tuple[int, int] = (-5, 20),
+                 reverb_proportion: float = 0.75, target_dbfs: float = -25.0,
+                 level_range: tuple[int, int] = (-35, -15), noise_gap_seconds: float = 0.2,
+                 noise_sampling: str = "family", preload: bool = False):
+        if segment_seconds <= 0:
+            raise ValueError(f"segment_seconds must be positive; got {segment_seconds}")
+        if num_items <= 0:
+            raise ValueError(f"num_items must be positive; got {num_items}")
+        if snr_range[0] > snr_range[1]:
+            raise ValueError(f"snr_range must be (low, high) with low <= high; got {snr_range}")
+        if level_range[0] >= level_range[1]:
+            raise ValueError(f"level_range must be (low, high) with low < high; got {level_range}")
+        if not 0.0 <= reverb_proportion <= 1.0:
+            raise ValueError(f"reverb_proportion must be in [0, 1]; got {reverb_proportion}")
+        if noise_sampling not in ("family", "clip"):
+            raise ValueError(f"noise_sampling must be 'family' or 'clip'; got {noise_sampling!r}")
+        self.pool = SplitPool(pools_dir, split)
+        if reverb_proportion > 0 and not self.pool.rirs:
+            raise ValueError(f"split {split!r} of {pools_dir} has no RIRs; use reverb_proportion=0")
+        self.split = split
+        self.segment = int(round(segment_seconds * SAMPLE_RATE))
+        self.seed, self.num_items, self.epoch = int(seed), int(num_items), 0
+        self.snr_range, self.level_range = tuple(snr_range), tuple(level_range)
+        self.reverb_proportion, self.target_dbfs = float(reverb_proportion), float(target_dbfs)
+        self.gap = int(round(noise_gap_seconds * SAMPLE_RATE))
+        self.noise_sampling = noise_sampling
+        w = np.maximum(self.pool.utterance_lengths(), self.segment).astype(np.float64)
+        self._utt_cdf = np.cumsum(w) / w.sum()
+        fam_of = [f for _, f in self.pool.noise_clips]
+        self._families = sorted(set(fam_of))
+        self._clips_by_family = [np.flatnonzero(np.asarray(fam_of) == f) for f in self._families]
+        if preload:
+            self.preload()
+
+    def preload(self) -> "SpeechMixer":
+        """Decode the pools now (see the class doc)."""
+        self.pool.preload()
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch; items depend on ``(seed, epoch, index)``."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def _pick_noise(self, rng: np.random.Generator) -> int:
+        if self.noise_sampling == "clip":
+            return int(rng.integers(len(self.pool.noise_clips)))
+        clips = self._clips_by_family[int(rng.integers(len(self._families)))]
+        return int(clips[int(rng.integers(len(clips)))])
+
+    def mix(self, index: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Item ``index`` as float32 numpy arrays ``(noisy [T], clean [T], info)``; ``info`` holds the draws:
+        ``utterance, speaker, clean_start, noise_clips, snr_db, reverb, rir, level_dbfs`` (ids, not indices)."""
+        if not 0 <= index < self.num_items:
+            raise IndexError(f"index {index} out of range for {self.num_items} items")
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        u = min(int(np.searchsorted(self._utt_cdf, rng.random(), side="right")), len(self._utt_cdf) - 1)
+        clean, start = crop_or_pad(self.pool.utterance(u), self.segment, rng)
+        noise, clips = noise_segment(self.pool, self.segment, rng, self.gap, self._pick_noise)
+        snr = int(rng.integers(self.snr_range[0], self.snr_range[1] + 1))
+        reverb = bool(rng.random() < self.reverb_proportion)
+        r = int(rng.integers(len(self.pool.rirs))) if reverb else None
+        level = int(rng.integers(self.level_range[0], self.level_range[1]))
+        noisy, target = mix_at_snr(clean, noise, snr, level, self.pool.rir(r) if reverb else None, self.target_dbfs)
+        uid, spk, _ = self.pool.utterances[u]
+        info = {"utterance": uid, "speaker": spk, "clean_start": start,
+                "noise_clips": [self.pool.noise_clips[c][0] for c in clips], "snr_db": snr, "reverb": reverb,
+                "rir": self.pool.rirs[r]["id"] if reverb else None, "level_dbfs": level}
+        return noisy.astype(np.float32), target.astype(np.float32), info
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        noisy, clean, _ = self.mix(int(index))
+        return torch.from_numpy(noisy), torch.from_numpy(clean)
