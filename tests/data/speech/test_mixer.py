@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+import torch
+
+from linseq.data.speech import SpeechMixer, mix_at_snr
+from linseq.data.speech.audio import fftconvolve
+
+SR = 16_000
+
+
+def _db(x):
+    return 20 * np.log10(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2)))
+
+
+def test_items_have_the_right_shape_dtype_and_levels(tiny_pools):
+    ds = SpeechMixer(tiny_pools, "train", segment_seconds=1.0, seed=3, num_items=12)
+    assert len(ds) == 12
+    for i in range(len(ds)):
+        noisy, clean = ds[i]
+        assert isinstance(noisy, torch.Tensor) and noisy.dtype == torch.float32 and clean.dtype == torch.float32
+        assert noisy.shape == clean.shape == (SR,)
+        assert torch.isfinite(noisy).all() and torch.isfinite(clean).all()
+        assert noisy.abs().max() <= 0.99 + 1e-6
+        _, _, info = ds.mix(i)
+        assert -5 <= info["snr_db"] <= 20 and -35 <= info["level_dbfs"] < -15
+        if noisy.abs().max() < 0.98:  # the clipping guard did not rescale
+            assert abs(_db(noisy.numpy()) - info["level_dbfs"]) < 0.01
+
+
+def test_snr_of_the_mixture_matches_the_draw_without_reverb(tiny_pools):
+    ds = SpeechMixer(tiny_pools, "train", segment_seconds=1.5, seed=0, num_items=20, reverb_proportion=0.0)
+    for i in range(len(ds)):
+        noisy, clean, info = ds.mix(i)
+        assert info["reverb"] is False and info["rir"] is None
+        n = noisy.astype(np.float64) - clean
+        snr = 10 * np.log10(np.sum(clean.astype(np.float64) ** 2) / np.sum(n ** 2))
+        assert abs(snr - info["snr_db"]) < 0.05, (snr, info)
+
+
+def test_items_are_deterministic_per_seed_epoch_index(tiny_pools):
+    a = SpeechMixer(tiny_pools, "train", segment_seconds=1.0, seed=5, num_items=8)
+    b = SpeechMixer(tiny_pools, "train", segment_seconds=1.0, seed=5, num_items=8)
+    for i in (0, 3, 7):
+        assert all(torch.equal(x, y) for x, y in zip(a[i], b[i]))
+    x0 = a[2][0]
+    a.set_epoch(1)
+    assert not torch.equal(x0, a[2][0])
+    a.set_epoch(0)
+    assert torch.equal(x0, a[2][0])
+    c = SpeechMixer(tiny_pools, "train", segment_seconds=1.0, seed=6, num_items=8)
+    assert not torch.equal(x0, c[2][0])
+
+
+def test_dataloader_workers_give_the_same_items(tiny_pools):
+    ds = SpeechMixer(tiny_pools, "train", segment_seconds=0.5, seed=1, num_items=6)
+    ds.set_epoch(2)
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2, shuffle=False)
+    noisy = torch.cat([b[0] for b in loader])
+    assert torch.equal(noisy, torch.stack([ds[i][0] for i in range(6)]))
+
+
+def test_reverberant_clean_is_the_target(tiny_pools):
+    ds = SpeechMixer(tiny_pools, "train", segment_seconds=1.0, seed=2, num_items=6, reverb_proportion=1.0)
+    pool = ds.pool
+    ids = [u[0] for u in pool.utterances]
+    rir_ids = [r["id"] for r in pool.rirs]
+    for i in range(len(ds)):
+        noisy, clean, info = ds.mix(i)
+        assert info["reverb"] is True
+        x = pool.utterance(ids.index(info["utterance"]))
+        dry = np.pad(x, (0, max(0, SR - len(x))))[info["clean_start"]:info["clean_start"] + SR].astype(np.float64)
+        wet = fftconvolve(dry, pool.rir(rir_ids.index(info["rir"])).astype(np.float64))[:SR]
+        corr = lambda a, b: abs(np.dot(a, b)) / np.sqrt(np.dot(a, a) * np.dot(b, b))  # noqa: E731
+        assert corr(clean, wet) > 0.9999
+        assert corr(clean, dry) < 0.99
+
+
+def test_mix_at_snr_recipe_and_clipping_guard():
+    rng = np.random.default_rng()
+    clean, noise = rng.standard_normal(8000), rng.standard_normal(8000)
+    noisy, target = mix_at_snr(clean, noise, 10, -25)
+    assert abs(_db(noisy) + 25) < 1e-3
+    assert abs(10 * np.log10(np.sum(target ** 2) / np.sum((noisy - target) ** 2)) - 10) < 1e-3
+    spiky = np.zeros(8000)
+    spiky[100] = 1.0  # crest factor far above what -15 dBFS RMS allows: the guard must rescale
+    noisy, target = mix_at_snr(spiky, noise * 0, 20, -15)
+    assert np.max(np.abs(noisy)) == pytest.approx(0.99, abs=1e-6)
+    with pytest.raises(ValueError, match="same length"):
+        mix_at_snr(clean, noise[:10], 0, -25)
+
+
+def test_mixer_argument_errors(tiny_pools):
+    with pytest.raises(ValueError, match="split must be one of"):
+        SpeechMixer(tiny_pools, "valid")
+    with pytest.raises(ValueError, match="segment_seconds"):
+        SpeechMixer(tiny_pools, segment_seconds=0)
+    with pytest.raises(ValueError, match="noise_sampling"):
+        SpeechMixer(tiny_pools, noise_sampling="x")
+    with pytest.raises(IndexError):
+        SpeechMixer(tiny_pools, num_items=3).mix(3)
