@@ -64,6 +64,7 @@ class BlockResampler:
         self.buf: np.ndarray | None = None  # input from index self.start - margin on
         self.start = 0  # first input sample whose outputs are not produced yet (multiple of down)
         self.received = 0
+        self.channels = 1
 
     def _resample(self, seg: np.ndarray) -> np.ndarray:
         from scipy.signal import resample_poly
@@ -72,6 +73,7 @@ class BlockResampler:
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Feed ``x [n, C]``; returns the output samples ready ``[k, C]``."""
+        self.channels = x.shape[1]
         if self.up == self.down:
             return x
         if self.buf is None:
@@ -91,7 +93,7 @@ class BlockResampler:
     def flush(self) -> np.ndarray:
         """Outputs of the remaining input; total output length is ``ceil(received * up / down)``."""
         if self.up == self.down or self.buf is None:
-            return np.zeros((0, 1 if self.buf is None else self.buf.shape[1]))
+            return np.zeros((0, self.channels))
         seg = np.concatenate([self.buf, np.zeros((self.margin, self.buf.shape[1]))])
         y = self._resample(seg)
         a = self.margin * self.up // self.down

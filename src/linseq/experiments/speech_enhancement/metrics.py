@@ -73,8 +73,11 @@ def si_sdr(reference: Any, estimate: Any) -> float:
     projection = (float(np.dot(ref, est)) / ref_energy) * ref
     noise = est - projection
     num, den = float(np.dot(projection, projection)), float(np.dot(noise, noise))
-    eps = np.finfo(np.float64).tiny
-    return 10.0 * math.log10((num + eps) / (den + eps))
+    if den == 0.0:
+        return math.inf
+    if num == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(num / den)
 
 
 def stoi(reference: Any, estimate: Any, sample_rate: int = SAMPLE_RATE) -> float:

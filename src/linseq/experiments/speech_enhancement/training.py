@@ -276,10 +276,12 @@ def train_speech(
 
     step, elapsed_before, history, validations = 0, 0.0, [], []
     best: dict[str, Any] | None = None
+    resumed_ema: float | None = None
     if cfg.resume and (out / "last" / "trainer_state.json").is_file():
         state = load_training_state(out / "last", model, optimizer)
         step, elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
         history, validations, best = state.get("history", []), state.get("validations", []), state.get("best")
+        resumed_ema = state.get("loss_ema")
     amp = resolve_amp(cfg.amp, model, device, drop_band)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
@@ -315,7 +317,7 @@ def train_speech(
             best = dict(v)
             save_speech_checkpoint(out / "best", model, info, dtype=getattr(torch, cfg.save_dtype))
         trainer_state = {"step": step, "elapsed_s": elapsed(), "history": history, "validations": validations,
-                         "best": best}
+                         "best": best, "loss_ema": loss_ema}
         save_speech_checkpoint(out / "last", model, info, optimizer=optimizer, trainer_state=trainer_state)
         save_json(out / "metrics.json", summary())
 
@@ -323,7 +325,7 @@ def train_speech(
 
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"{cfg.model} m={cfg.shrink} {cfg.sequence}"
                if cfg.model == "fast_fullsubnet" else f"fullsubnet {cfg.sequence}", unit="step", dynamic_ncols=True)
-    loss_ema, t_log, s_log = None, time.perf_counter(), step
+    loss_ema, t_log, s_log = resumed_ema, time.perf_counter(), step
     done = (cfg.steps is not None and step >= cfg.steps) or elapsed() >= budget_s
     data = iter(loader)
     try:

@@ -1,0 +1,120 @@
+"""Training reduces the loss on tiny synthetic data; drop-band; checkpoint round trip, errors, resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from linseq.experiments.speech_enhancement.checkpoint import (
+    find_checkpoint, load_speech_model, save_speech_checkpoint,
+)
+from linseq.experiments.speech_enhancement.synthetic import SyntheticMixtures
+from linseq.experiments.speech_enhancement.training import TrainConfig, crm_loss, make_validation_set, train_speech
+from linseq.models.speech import FastFullSubNet, FullSubNet
+from linseq.models.speech.fullsubnet import gather_bins
+
+
+class FixedSet(Dataset):
+    """The same few items every epoch, so a handful of steps must lower the loss on them."""
+
+    def __init__(self, n=4, seconds=0.5):
+        base = SyntheticMixtures(n, seconds, seed=int(torch.randint(0, 10**6, ())))
+        self.items = [base[i] for i in range(n)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(model="fast_fullsubnet", tiny=True, batch_size=4, steps=6, val_every=3, num_workers=0, val_items=2,
+                val_seconds=1.0, log_every=1, out=str(tmp_path / "run"), device="cpu", save_dtype="float16")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_reduces_loss_and_writes_checkpoints(tmp_path):
+    data = FixedSet()
+    cfg = _cfg(tmp_path, steps=20, val_every=20, lr=3e-3)
+    val = make_validation_set(SyntheticMixtures(2, 1.0, seed=5), 2)
+    result = train_speech(cfg, data, val, progress=False)
+    losses = [h["loss"] for h in result["history"]]
+    assert result["steps"] == 20 and len(losses) == 20
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3])
+    run = tmp_path / "run"
+    for f in ("best/model.safetensors", "best/config.json", "last/optimizer.safetensors", "metrics.json", "loss.png"):
+        assert (run / f).is_file(), f
+    config = json.loads((run / "best" / "config.json").read_text())
+    assert config["model"] == "fast_fullsubnet" and config["shrink_size"] == 2 and config["dtype"] == "float16"
+    assert config["step"] == 20 and "score" in config["metrics"]
+    assert json.loads((run / "metrics.json").read_text())["meta"]["commit"]
+
+
+def test_resume_continues_exactly(tmp_path):
+    data = FixedSet(n=8)
+    val = make_validation_set(SyntheticMixtures(2, 1.0, seed=6), 2)
+    full = train_speech(_cfg(tmp_path / "a", seed=3), data, val, progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(step, loss):
+        if step == 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_speech(_cfg(tmp_path / "b", seed=3), data, val, progress=False, on_step=interrupt)
+    resumed = train_speech(_cfg(tmp_path / "b", seed=3, resume=True), data, val, progress=False)
+    assert resumed["steps"] == full["steps"] == 6
+    a, _ = load_speech_model(tmp_path / "a" / "run" / "last")
+    b, _ = load_speech_model(tmp_path / "b" / "run" / "last")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+    assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in full["history"]], rel=1e-5)
+
+
+def test_drop_band_matches_full_forward_on_kept_bins():
+    model = FullSubNet(fb_hidden_size=16, sb_hidden_size=8).eval()
+    mag = torch.rand(3, 257, 9)
+    out, bins = model.forward_drop_band(mag, 2)
+    assert out.shape == (3, 2, 128, 9) and bins.shape == (3, 128)
+    assert torch.equal(bins[1], torch.arange(1, 256, 2))
+    torch.testing.assert_close(out, gather_bins(model(mag), bins), rtol=1e-5, atol=1e-6)
+    model.train()
+    x = torch.randn(3, 4000) * 0.1
+    loss = crm_loss(model, x, 0.5 * x, drop_band=2)
+    loss.backward()
+    assert torch.isfinite(loss) and model.sb_model.layers[0].weight_ih_l0.grad is not None
+
+
+def test_checkpoint_round_trip_fp16_and_errors(tmp_path):
+    model = FastFullSubNet(shrink_size=8, sb_hidden_size=16, sequence_model="lstm").eval()
+    path = save_speech_checkpoint(tmp_path / "ck", model, {"step": 7}, dtype=torch.float16)
+    loaded, config = load_speech_model(path)
+    assert config["shrink_size"] == 8 and config["step"] == 7 and config["sb_hidden_size"] == 16
+    for (name, p), q in zip(model.state_dict().items(), loaded.state_dict().values()):
+        torch.testing.assert_close(p.half().float(), q, msg=name)
+    assert find_checkpoint(tmp_path / "ck") == path
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_speech_model(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="expected config.json"):
+        load_speech_model(tmp_path)
+    (path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="corrupt checkpoint"):
+        load_speech_model(path)
+    (path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json is unreadable"):
+        load_speech_model(path)
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="set steps or max_minutes"):
+        train_speech(_cfg(tmp_path, steps=None), FixedSet(), [], progress=False)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        TrainConfig.from_preset("huge")
+    with pytest.raises(ValueError, match="model must be one of"):
+        TrainConfig(model="demucs").model_settings()
