@@ -37,7 +37,10 @@ def save_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def git_commit(short: bool = True) -> str:
-    """The checkout's HEAD commit (with ``+dirty`` when the tree has changes), or ``"unknown"`` outside git."""
+    """``$LINSEQ_COMMIT`` when set (copies of the tree without their own history, e.g. on the GPU machine),
+    else the checkout's HEAD commit (with ``+dirty`` when the tree has changes), or ``"unknown"`` outside git."""
+    if os.environ.get("LINSEQ_COMMIT"):
+        return os.environ["LINSEQ_COMMIT"]
     here = Path(__file__).resolve().parent
     try:
         rev = subprocess.run(
@@ -50,7 +53,7 @@ def git_commit(short: bool = True) -> str:
         ).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("LINSEQ_COMMIT", "unknown")
+        return "unknown"
 
 
 def device_name(device: "str | None" = None) -> str:
