@@ -20,7 +20,7 @@ from linseq.bench.lightning import BenchConfig, DecodeConfig, _measure_one, meas
 from linseq.io import run_metadata
 from linseq.ops.lightning.triton import function as F
 
-# name -> settings of linseq.ops.lightning.triton.function (the first is the shipped default)
+# name -> settings of linseq.ops.lightning.triton.function (other sections run with the module's defaults)
 VARIANTS = {
     "sep3": dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2),
     "sep3_pps1": dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=1),
@@ -35,6 +35,9 @@ def main() -> None:
     p.add_argument("out")
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--sections", default="head,decode,token,h32",
+                   help="head: per-head decay, every variant vs fla; decode: one token; token: per-token decay; "
+                        "h32: H=32, D=64 (the last two with the default variant, at --lengths)")
     args = p.parse_args()
     lengths = tuple(int(x) for x in args.lengths.split(","))
     device = torch.device("cuda")
@@ -55,19 +58,24 @@ def main() -> None:
                                                       mode, device))
 
     t0 = time.time()
-    head = BenchConfig(decay="head")
-    run("head", "-", "fla", head, lengths)
-    for name in args.variants.split(","):
-        for key, value in VARIANTS[name].items():
+    sections = args.sections.split(",")
+    defaults = {key: getattr(F, key) for key in VARIANTS["sep3"]}
+    if "head" in sections:
+        head = BenchConfig(decay="head")
+        run("head", "-", "fla", head, lengths)
+        for name in args.variants.split(","):
+            for key, value in VARIANTS[name].items():
+                setattr(F, key, value)
+            run("head", name, "linseq-triton", head, lengths)
+        for key, value in defaults.items():
             setattr(F, key, value)
-        run("head", name, "linseq-triton", head, lengths)
-    for key, value in VARIANTS[next(iter(VARIANTS))].items():
-        setattr(F, key, value)
-    for m in measure_decode(DecodeConfig(), device):
-        record("decode", "-", m)
-    token = BenchConfig(decay="token")
-    for provider in ("fla", "linseq-triton"):
-        run("token", "sep3" if provider != "fla" else "-", provider, token, (4096, 32768, 131072))
+    if "decode" in sections:
+        for m in measure_decode(DecodeConfig(), device):
+            record("decode", "-", m)
+    for section, cfg in (("token", BenchConfig(decay="token")), ("h32", BenchConfig(heads=32, head_dim=64))):
+        if section in sections:
+            for provider in ("fla", "linseq-triton"):
+                run(section, "default" if provider != "fla" else "-", provider, cfg, lengths)
     print(f"sweep done in {time.time() - t0:.0f} s")
 
 

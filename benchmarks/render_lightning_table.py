@@ -1,4 +1,9 @@
-"""Render the README's Lightning performance tables from benchmarks/results/lightning/lightning_bench.json.
+"""Render the README's Lightning performance tables (and a plot) from the newest GPU run under
+benchmarks/results/lightning/<commit>/sweep.json (written by benchmarks/lightning_sweep.py).
+
+The folder name is the commit the run measured. The linseq column uses, at each T, the measured variant whose
+launch plan (sequence split) equals what the shipped code chooses at that T; every variant's numbers are in the
+JSON and in the variants table.
 
     python benchmarks/render_lightning_table.py            # print the Markdown
     python benchmarks/render_lightning_table.py --readme   # replace the block between the markers in README.md
@@ -11,83 +16,171 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "lightning" / "lightning_bench.json"
+RESULTS = ROOT / "benchmarks" / "results" / "lightning"
+RUN = RESULTS / "e37a465"
 BEGIN, END = "<!-- lightning-table:begin -->", "<!-- lightning-table:end -->"
+SMS = 132  # H100 SXM multiprocessors, as the run reported
 
 
-def _ms(rows, provider, T, mode):
-    hit = [r for r in rows if r["provider"] == provider and r["T"] == T and r["mode"] == mode]
-    return hit[0]["ms"] if hit and hit[0]["ms"] is not None else None
+def _segments_at_run(pps: int, programs: int, blocks: int) -> int:
+    """Sequence split of commit e37a465 for a variant with ``pps`` programs per SM."""
+    return max(1, min(pps * SMS // programs, blocks // 4))
+
+
+def _segments_shipped(programs: int, blocks: int) -> int:
+    """Sequence split the shipped make_plan chooses (PROGRAMS_PER_SM = 2, split only if ≤ half the SMs busy)."""
+    from linseq.ops.lightning.triton import function as F
+
+    if 2 * programs > SMS:
+        return 1
+    return max(1, min(F.PROGRAMS_PER_SM * SMS // programs, blocks // 4))
+
+
+def _pick(rows, section, provider, T, mode):
+    hit = [r for r in rows if r["section"] == section and r["provider"] == provider and r["T"] == T
+           and r["mode"] == mode and r["ms"] is not None]
+    return hit[0] if hit else None
 
 
 def _fmt(x, digits=2):
     return "—" if x is None else f"{x:.{digits}f}"
 
 
-def config_table(entry: dict) -> str:
-    cfg, rows = entry["config"], entry["results"]
-    providers = [p for p in cfg["providers"] if any(r["provider"] == p and r["ms"] for r in rows)]
-    lengths = sorted({r["T"] for r in rows if r["ms"] is not None})
-    head = "| T | B | " + " | ".join(f"{p} fwd / fwd+bwd (ms)" for p in providers)
-    has_ratio = "linseq-triton" in providers and "fla" in providers
-    if has_ratio:
-        head += " | speed-up vs fla fwd / fwd+bwd | peak GiB linseq / fla"
-    lines = [head + " |", "|" + "---|" * (head.count("|") - 1 + 1)]
-    lines[1] = "|" + "---|" * (len(head.split("|")) - 1)
+def shipped_rows(data: dict, heads: int = 16) -> dict[tuple[int, str], dict]:
+    """(T, mode) -> the linseq row measured with the launch plan the shipped code uses."""
+    rows = data["rows"]
+    out = {}
+    for name, settings in data["variants"].items():
+        for r in rows:
+            if r["section"] != "head" or r["variant"] != name or r["ms"] is None:
+                continue
+            programs, blocks = r["B"] * heads, -(-r["T"] // 64)
+            if _segments_at_run(settings["PROGRAMS_PER_SM"], programs, blocks) == _segments_shipped(programs, blocks):
+                out.setdefault((r["T"], r["mode"]), dict(r, segments=_segments_shipped(programs, blocks)))
+    return out
+
+
+def main_table(data: dict) -> str:
+    rows = data["rows"]
+    ours = shipped_rows(data)
+    lengths = sorted({T for T, _ in ours})
+    lines = ["| T | B | segments | fla fwd / fwd+bwd (ms) | linseq fwd / fwd+bwd (ms) | speed-up fwd / fwd+bwd "
+             "| peak GiB fwd+bwd linseq / fla |", "|---|---|---|---|---|---|---|"]
     for T in lengths:
-        B = next(r["B"] for r in rows if r["T"] == T)
-        cells = [f"{T // 1024}K" if T % 1024 == 0 else str(T), str(B)]
-        for p in providers:
-            cells.append(f"{_fmt(_ms(rows, p, T, 'fwd'))} / {_fmt(_ms(rows, p, T, 'fwdbwd'))}")
-        if has_ratio:
-            ratios = []
-            for mode in ("fwd", "fwdbwd"):
-                a, b = _ms(rows, "linseq-triton", T, mode), _ms(rows, "fla", T, mode)
-                ratios.append(f"{b / a:.2f}×" if a and b else "—")
-            mem = []
-            for p in ("linseq-triton", "fla"):
-                hit = [r for r in rows if r["provider"] == p and r["T"] == T and r["mode"] == "fwdbwd"]
-                mem.append(_fmt(hit[0]["peak_gib"] if hit else None))
-            cells += [" / ".join(ratios), " / ".join(mem)]
-        lines.append("| " + " | ".join(cells) + " |")
+        f = {m: _pick(rows, "head", "fla", T, m) for m in ("fwd", "fwdbwd")}
+        o = {m: ours.get((T, m)) for m in ("fwd", "fwdbwd")}
+        ratio = [f"{f[m]['ms'] / o[m]['ms']:.2f}×" if f[m] and o[m] else "—" for m in ("fwd", "fwdbwd")]
+        seg = o["fwd"]["segments"] if o["fwd"] else "—"
+        lines.append(
+            f"| {T // 1024}K | {o['fwd']['B'] if o['fwd'] else '—'} | {seg} "
+            f"| {_fmt(f['fwd'] and f['fwd']['ms'])} / {_fmt(f['fwdbwd'] and f['fwdbwd']['ms'])} "
+            f"| {_fmt(o['fwd'] and o['fwd']['ms'])} / {_fmt(o['fwdbwd'] and o['fwdbwd']['ms'])} "
+            f"| {' / '.join(ratio)} "
+            f"| {_fmt(o['fwdbwd'] and o['fwdbwd']['peak_gib'])} / {_fmt(f['fwdbwd'] and f['fwdbwd']['peak_gib'])} |")
     return "\n".join(lines)
 
 
-def render(path: Path = RESULTS) -> str:
-    data = json.loads(path.read_text())
+def section_table(data: dict, section: str) -> str | None:
+    rows = [r for r in data["rows"] if r["section"] == section]
+    lengths = sorted({r["T"] for r in rows if r["ms"] is not None})
+    if not lengths:
+        return None
+    lines = ["| T | B | fla fwd / fwd+bwd (ms) | linseq fwd / fwd+bwd (ms) | speed-up fwd / fwd+bwd |",
+             "|---|---|---|---|---|"]
+    for T in lengths:
+        f = {m: _pick(rows, section, "fla", T, m) for m in ("fwd", "fwdbwd")}
+        o = {m: _pick(rows, section, "linseq-triton", T, m) for m in ("fwd", "fwdbwd")}
+        ratio = [f"{f[m]['ms'] / o[m]['ms']:.2f}×" if f[m] and o[m] else "—" for m in ("fwd", "fwdbwd")]
+        B = next(r["B"] for r in rows if r["T"] == T)
+        lines.append(f"| {T // 1024}K | {B} | {_fmt(f['fwd'] and f['fwd']['ms'])} / "
+                     f"{_fmt(f['fwdbwd'] and f['fwdbwd']['ms'])} | {_fmt(o['fwd'] and o['fwd']['ms'])} / "
+                     f"{_fmt(o['fwdbwd'] and o['fwdbwd']['ms'])} | {' / '.join(ratio)} |")
+    return "\n".join(lines)
+
+
+def variants_table(data: dict) -> str:
+    rows = [r for r in data["rows"] if r["section"] == "head" and r["provider"] == "linseq-triton"]
+    names = [n for n in data["variants"] if any(r["variant"] == n for r in rows)]
+    lengths = sorted({r["T"] for r in rows})
+    lines = ["| variant | " + " | ".join(f"{T // 1024}K" for T in lengths) + " |",
+             "|---|" + "---|" * len(lengths)]
+    for n in names:
+        cells = []
+        for T in lengths:
+            got = {m: _pick([r for r in rows if r["variant"] == n], "head", "linseq-triton", T, m)
+                   for m in ("fwd", "fwdbwd")}
+            cells.append(f"{_fmt(got['fwd'] and got['fwd']['ms'])} / {_fmt(got['fwdbwd'] and got['fwdbwd']['ms'])}")
+        lines.append(f"| `{n}` {data['variants'][n]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def decode_table(data: dict) -> str | None:
+    rows = [r for r in data["rows"] if r["section"] == "decode" and r["ms"] is not None]
+    if not rows:
+        return None
+    batches = sorted({r["B"] for r in rows})
+    lines = ["| provider | " + " | ".join(f"B={b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
+    for p in dict.fromkeys(r["provider"] for r in rows):
+        cells = [_fmt(next((r["ms"] * 1e3 for r in rows if r["provider"] == p and r["B"] == b), None), 0)
+                 for b in batches]
+        lines.append(f"| {p} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(data: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ours = shipped_rows(data)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, mode, title in zip(axes, ("fwd", "fwdbwd"), ("forward", "forward + backward")):
+        for label, get in (("fla chunk_simple_gla", lambda T: _pick(data["rows"], "head", "fla", T, mode)),
+                           ("linseq triton", lambda T: ours.get((T, mode)))):
+            pts = [(T, get(T)) for T in sorted({T for T, _ in ours})]
+            pts = [(T, r["ms"] / (r["B"] * T) * 1e6) for T, r in pts if r]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("sequence length T (B·T = 65,536)")
+        ax.set_ylabel("ns per token")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{title}, H=16, D=128, bf16")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"Lightning attention on {data['meta']['device']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render(run: Path = RUN) -> str:
+    data = json.loads((run / "sweep.json").read_text())
     meta = data["meta"]
-    out = [f"Measured on **{meta['device']}**, {meta['date'][:10]}, commit `{meta['commit']}`, torch {meta['torch']}, "
-           f"triton {meta['triton']}; median of `triton.testing.do_bench`; B·T = tokens held constant. "
-           f"Source: `{path.relative_to(ROOT)}`.", ""]
-    for entry in data["configs"]:
-        c = entry["config"]
-        out.append(f"**{c['name']}** — H={c['heads']}, D={c['head_dim']}, {c['dtype']}, {c['decay']} decay, "
-                   f"B·T={c['tokens']:,}")
-        out.append("")
-        out.append(config_table(entry))
-        errors = sorted({f"{r['provider']}: {r['error']}" for r in entry["results"] if r.get("error")})
-        for e in errors:
-            out.append(f"\n_{e}_")
-        out.append("")
-    if "decode" in data:
-        out.append("**decode** — one token, H=16, D=128, float32 state (µs per step)")
-        out.append("")
-        out.append("| provider | " + " | ".join(f"B={b}" for b in data["decode"]["config"]["batches"]) + " |")
-        out.append("|---|" + "---|" * len(data["decode"]["config"]["batches"]))
-        for p in data["decode"]["config"]["providers"]:
-            cells = []
-            for b in data["decode"]["config"]["batches"]:
-                hit = [r for r in data["decode"]["results"] if r["provider"] == p and r["B"] == b]
-                cells.append(_fmt(hit[0]["ms"] * 1e3, 1) if hit and hit[0]["ms"] else "—")
-            out.append(f"| {p} | " + " | ".join(cells) + " |")
+    out = [f"Measured on **{meta['device']}**, {meta['date'][:10]}, commit `{run.name}`, torch {meta['torch']}, "
+           f"triton {meta['triton']}; median of `triton.testing.do_bench`, `.grad` reset between calls; "
+           f"bf16, per-head decay, B·T = 65,536. Source: `{(run / 'sweep.json').relative_to(ROOT)}`.", "",
+           "**H=16, D=128** — fla 0.6.0 `chunk_simple_gla(g_gamma=log_decay, scale=1.0)` vs linseq `backend=\"triton\"`",
+           "", main_table(data), ""]
+    for section, title in (("token", "**Per-token decay**, H=16, D=128 — fla `chunk_simple_gla(g=...)`"),
+                           ("h32", "**H=32, D=64**, per-head decay")):
+        table = section_table(data, section)
+        out += [title, "", table if table else "_not measured in this run_", ""]
+    dec = decode_table(data)
+    out += ["**Decoding one token** (µs per step, H=16, D=128, float32 state; linseq `recurrent` backend vs fla "
+            "`fused_recurrent_simple_gla`)", "", dec if dec else "_not measured in this run_", "",
+            "Launch variants measured in the same run (fwd / fwd+bwd ms; see `benchmarks/results/lightning/NOTES.md`):",
+            "", variants_table(data), ""]
     return "\n".join(out).rstrip() + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--readme", action="store_true", help="rewrite the marked block of README.md")
+    ap.add_argument("--run", type=Path, default=RUN, help="results folder named after the measured commit")
     args = ap.parse_args()
-    text = render()
+    text = render(args.run)
+    plot(json.loads((args.run / "sweep.json").read_text()), args.run / "lightning_h16_d128.png")
     if not args.readme:
         print(text)
         return
