@@ -4,7 +4,8 @@
 
 A block ``<!-- include: docs/NAME.md -->`` ... ``<!-- end include -->`` receives the file (image paths made
 relative to the repository root); the Lightning table comes from
-benchmarks/render_lightning_table.py. Run after any results file or docs section changes.
+benchmarks/render_lightning_table.py, the speech results block of docs/speech.md from
+benchmarks/render_speech_table.py. Run after any results file or docs section changes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def section(path: Path) -> str:
 
 
 def main() -> None:
+    # generated blocks inside docs/*.md first, so the README includes their current state
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "render_speech_table.py"), "--docs"], check=True)
     readme = ROOT / "README.md"
     src = readme.read_text()
     src = INCLUDE.sub(lambda m: f"{m.group(1)}\n{section(ROOT / m.group('path')).strip()}\n{m.group(4)}", src)

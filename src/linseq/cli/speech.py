@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        epilog="example:\n  linseq speech build-data data/speech_pools")
     p.add_argument("out", nargs="?", type=Path, default=DEFAULT_POOLS, help=f"pools folder (default {DEFAULT_POOLS})")
     p.add_argument("--test-set", type=Path, default=None, help="test-set folder (default OUT/test_set)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="test-set seed (default: the data package's)")
     p.add_argument("--skip-pools", action="store_true", help="only (re)build the test set from existing pools")
     p.set_defaults(_speech=_build_data)
 
@@ -64,6 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="default: preset (gpu: 72 Fast, 32 FullSubNet)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: preset)")
     p.add_argument("--val-every", type=int, default=None, help="validation and checkpoint period in steps")
+    p.add_argument("--val-every-seconds", type=float, default=None,
+                   help="also validate when this many seconds passed since the last validation")
     p.add_argument("--val-items", type=int, default=None, help="validation clips (fixed set)")
     p.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"), default="auto",
                    help="mixed precision on CUDA (auto: bf16 if it works, else fp16)")
@@ -128,7 +130,7 @@ def _build_data(args: argparse.Namespace) -> int:
         build_pools(args.out)
         print(f"pools: {args.out}")
     test_dir = args.test_set or args.out / "test_set"
-    build_test_set(args.out, test_dir, seed=args.seed)
+    build_test_set(args.out, test_dir, **({} if args.seed is None else {"seed": args.seed}))
     print(f"test set: {test_dir}")
     print(f"next: linseq speech train --preset gpu --data {args.out} --out runs/speech/fast_m2")
     return 0
@@ -157,20 +159,16 @@ def _datasets(args: argparse.Namespace, cfg):
     from linseq.data.speech import SpeechMixer
 
     train = SpeechMixer(pools, split="train", segment_seconds=cfg.segment_seconds, seed=cfg.seed, num_items=10_000)
-    val_split = "val" if _has_split(pools, "val") else "train"
+    from linseq.data.speech import SPLITS
+
+    # no separate validation split in the pools: fixed mixtures of the training split with another seed (the test
+    # split stays unseen until `linseq speech eval`)
+    val_split = "val" if "val" in SPLITS else "train"
     val_mixer = SpeechMixer(pools, split=val_split, segment_seconds=cfg.val_seconds, seed=cfg.seed + 10_000,
                             num_items=max(cfg.val_items, 1))
+    if hasattr(train, "preload"):
+        train.preload()  # decode once in the parent; forked DataLoader workers share it
     return train, make_validation_set(val_mixer, cfg.val_items), str(pools)
-
-
-def _has_split(pools: Path, split: str) -> bool:
-    try:
-        from linseq.data.speech import SpeechMixer
-
-        SpeechMixer(pools, split=split, segment_seconds=1.0, seed=0, num_items=1)
-        return True
-    except (ValueError, KeyError, FileNotFoundError):
-        return False
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -179,8 +177,8 @@ def _train(args: argparse.Namespace) -> int:
     cfg = TrainConfig.from_preset(
         args.preset, model=args.model, shrink=args.shrink, sequence=args.sequence, out=str(args.out),
         steps=args.steps, max_minutes=args.minutes, batch_size=args.batch_size, num_workers=args.workers,
-        val_every=args.val_every, val_items=args.val_items, amp=args.amp, drop_band=args.drop_band,
-        device=args.device, seed=args.seed, resume=args.resume,
+        val_every=args.val_every, val_every_seconds=args.val_every_seconds, val_items=args.val_items,
+        amp=args.amp, drop_band=args.drop_band, device=args.device, seed=args.seed, resume=args.resume,
     )
     if args.minutes is not None and args.steps is None:
         cfg.steps = None  # a time budget alone

@@ -92,3 +92,31 @@ def test_block_resampler_equals_whole_signal(rates):
     y = np.concatenate(outs)
     assert y.shape == ref.shape
     np.testing.assert_allclose(y, ref, atol=1e-12)
+
+
+def test_render_speech_table_from_results_json(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "render_speech_table.py"
+    spec = importlib.util.spec_from_file_location("render_speech_table", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sub = {"WB_PESQ": 2.5, "NB_PESQ": 3.1, "STOI": 0.93, "SI_SDR": 14.2, "n": 150}
+    summary = {
+        "minutes": 5.0, "meta": {"device": "GPU", "date": "2026-11-23", "commit": "abc"}, "failures": {},
+        "evals": {"fast_m2": {"label": "Fast FullSubNet m=2", "subsets": {"with_reverb": sub, "no_reverb": sub},
+                              "missing_metrics": []},
+                  "noisy": {"label": "Noisy", "subsets": {"no_reverb": {"SI_SDR": 9.0, "n": 150}}, "missing_metrics": []}},
+        "training": {"fast_m2": {"steps": 1234, "batch_size": 72}},
+        "complexity": {"rows": [{"model": "Fast FullSubNet m=2", "parameters": 6842895, "gmac_per_s": 3.89,
+                                 "rtf_gpu": 0.0012}]},
+    }
+    text = mod.render(summary)
+    assert text.index("| Noisy |") < text.index("| Fast FullSubNet m=2 | 2.500 | 3.100 | 93.00 | 14.20 |")
+    assert "| Fast FullSubNet m=2 | 6,842,895 | 3.89 | — | — | 0.0012 | 1,234 (72) |" in text
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"intro\n{mod.BEGIN}\nold\n{mod.END}\nafter\n")
+    mod.replace_block(doc, "new table")
+    assert doc.read_text() == f"intro\n{mod.BEGIN}\nnew table\n{mod.END}\nafter\n"
+    assert mod.plot_results(summary, tmp_path / "p.png").stat().st_size > 5000

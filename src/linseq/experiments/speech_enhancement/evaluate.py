@@ -35,16 +35,17 @@ AUDIO_SUFFIXES = (".flac", ".wav", ".ogg")
 
 
 def iter_test_set(test_dir: str | os.PathLike) -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
-    """Yield ``(name, subset, noisy [L], clean [L])`` float32 16 kHz clips of a test-set folder, sorted by name."""
+    """Yield ``(name, subset, noisy [L], clean [L])`` float32 16 kHz clips of a test-set folder.
+
+    A folder with ``manifest.json`` is read by :func:`linseq.data.speech.load_test_set`; any other folder by the
+    layout ``<subset>/noisy/<name>`` + ``<subset>/clean/<name>`` (same file names), sorted by name."""
     test_dir = Path(test_dir)
     if not test_dir.is_dir():
         raise FileNotFoundError(f"no test set at {test_dir}: the folder does not exist (build one with "
                                 "`linseq speech build-data`)")
-    try:  # the data package's loader knows its own naming; fall back to the documented layout
+    if (test_dir / "manifest.json").is_file():  # built by linseq.data.speech: its loader knows the naming
         from linseq.data.speech import load_test_set
-    except ImportError:
-        load_test_set = None
-    if load_test_set is not None:
+
         for name, subset, noisy, clean in load_test_set(test_dir):
             yield name, subset, np.asarray(noisy, np.float32), np.asarray(clean, np.float32)
         return

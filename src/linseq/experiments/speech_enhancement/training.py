@@ -71,6 +71,7 @@ class TrainConfig:
     steps: int | None = None
     max_minutes: float | None = None
     val_every: int = 300
+    val_every_seconds: float | None = None  # also validate when this much wall time passed since the last one
     val_items: int = 32
     val_seconds: float = 4.0
     num_workers: int = 4
@@ -326,6 +327,7 @@ def train_speech(
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"{cfg.model} m={cfg.shrink} {cfg.sequence}"
                if cfg.model == "fast_fullsubnet" else f"fullsubnet {cfg.sequence}", unit="step", dynamic_ncols=True)
     loss_ema, t_log, s_log = resumed_ema, time.perf_counter(), step
+    t_val = t_log
     done = (cfg.steps is not None and step >= cfg.steps) or elapsed() >= budget_s
     data = iter(loader)
     try:
@@ -360,8 +362,11 @@ def train_speech(
                 bar.set_postfix(post, refresh=False)
             bar.update()
             done = (cfg.steps is not None and step >= cfg.steps) or elapsed() >= budget_s
-            if not done and step % cfg.val_every == 0:
+            due = step % cfg.val_every == 0 or (
+                cfg.val_every_seconds is not None and time.perf_counter() - t_val >= cfg.val_every_seconds)
+            if not done and due:
                 checkpoint_and_validate()
+                t_val = time.perf_counter()
         if not validations or validations[-1]["step"] != step:
             checkpoint_and_validate()
     finally:

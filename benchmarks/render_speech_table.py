@@ -1,0 +1,180 @@
+"""Render the speech-enhancement results tables (and plot) from the JSON that real runs wrote.
+
+    python benchmarks/render_speech_table.py            # print the Markdown
+    python benchmarks/render_speech_table.py --docs     # refill the block between the markers in docs/speech.md
+    python benchmarks/render_speech_table.py --plot     # also redraw benchmarks/results/speech/speech_results.png
+
+Sources: benchmarks/results/speech/results.json (written by benchmarks/speech_gpu.py: evaluations, training
+summaries, GPU real-time factors) and, if present, benchmarks/results/speech/cpu/complexity.json (written by
+`linseq speech rtf --no-gpu --out benchmarks/results/speech/cpu` on a CPU). Nothing here is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "speech" / "results.json"
+CPU_COMPLEXITY = ROOT / "benchmarks" / "results" / "speech" / "cpu" / "complexity.json"
+DOCS = ROOT / "docs" / "speech.md"
+BEGIN, END = "<!-- speech-results:begin -->", "<!-- speech-results:end -->"
+ORDER = ["noisy", "baseline", "fullsubnet", "fast_m2", "fast_m8", "fast_m2_lightning"]
+COMPLEXITY_NAME = {"fullsubnet": "FullSubNet", "fast_m2": "Fast FullSubNet m=2", "fast_m8": "Fast FullSubNet m=8",
+                   "fast_m2_lightning": "Fast FullSubNet m=2 (Lightning)"}
+SUBSETS = (("with_reverb", "WR"), ("no_reverb", "NR"))
+
+
+def _f(x: Any, digits: int) -> str:
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
+
+
+def _systems(summary: dict[str, Any]) -> list[str]:
+    evals = summary.get("evals", {})
+    return [s for s in ORDER if s in evals] + sorted(s for s in evals if s not in ORDER)
+
+
+def quality_table(summary: dict[str, Any]) -> str:
+    """Systems × (WB-PESQ, NB-PESQ, STOI %, SI-SDR dB) for with_reverb and no_reverb."""
+    head = ["system"] + [f"{short} {m}" for _, short in SUBSETS for m in ("WB-PESQ", "NB-PESQ", "STOI %", "SI-SDR")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in _systems(summary):
+        e = summary["evals"][s]
+        cells = [e["label"]]
+        for subset, _ in SUBSETS:
+            m = e["subsets"].get(subset, {})
+            stoi = m.get("STOI")
+            cells += [_f(m.get("WB_PESQ"), 3), _f(m.get("NB_PESQ"), 3), _f(None if stoi is None else 100 * stoi, 2),
+                      _f(m.get("SI_SDR"), 2)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _rows_by_model(complexity: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    return {r["model"]: r for r in (complexity or {}).get("rows", [])}
+
+
+def complexity_table(summary: dict[str, Any], cpu: dict[str, Any] | None) -> str:
+    """Parameters, GMAC/s, RTFs (CPU one thread from ``cpu``, GPU from the GPU run) and training steps done."""
+    gpu_rows, cpu_rows = _rows_by_model(summary.get("complexity")), _rows_by_model(cpu)
+    head = ["model", "parameters", "GMAC/s", "RTF CPU 1 thread", "RTF CPU frame by frame", "RTF GPU",
+            "training steps (batch)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, name in COMPLEXITY_NAME.items():
+        g, c = gpu_rows.get(name, {}), cpu_rows.get(name, {})
+        base = g or c
+        if not base:
+            continue
+        t = summary.get("training", {}).get(key) or {}
+        steps = f"{t['steps']:,} ({t['batch_size']})" if t.get("steps") else "—"
+        lines.append("| " + " | ".join([
+            name, f"{base['parameters']:,}", f"{base['gmac_per_s']:.2f}", _f(c.get("rtf_cpu_1thread"), 3),
+            _f(c.get("rtf_cpu_1thread_streaming"), 3), _f(g.get("rtf_gpu"), 4), steps]) + " |")
+    return "\n".join(lines)
+
+
+def render(summary: dict[str, Any], cpu: dict[str, Any] | None = None, short: bool = False) -> str:
+    """The Markdown block: provenance line, quality table, complexity table."""
+    if short:
+        return quality_table(summary)
+    meta = summary.get("meta", {})
+    lines = [
+        f"Measured by `benchmarks/gpu_speech.sh` on **{meta.get('device', '?')}**, {str(meta.get('date', '?'))[:10]}, "
+        f"commit `{meta.get('commit', '?')}`: each model trained for **{_f(summary.get('minutes'), 1)} minutes** of "
+        f"wall time, {_n_models(summary)} at once on one device, on the offline pools; test set: "
+        f"{_test_size(summary)} clips of 10 s per subset (WR = with reverb, NR = no reverb). "
+        f"Source: `benchmarks/results/speech/results.json`.",
+        "",
+        quality_table(summary),
+        "",
+        complexity_table(summary, cpu),
+    ]
+    if cpu:
+        lines += ["", f"CPU columns: {cpu.get('cpu', '?')}, one thread, {_f(cpu.get('audio_seconds'), 0)} s of audio "
+                      f"(`benchmarks/results/speech/cpu/complexity.json`). RTF = processing time / audio time."]
+    missing = sorted({m for e in summary.get("evals", {}).values() for m in e.get("missing_metrics", [])})
+    if missing:
+        lines += ["", f"_Not measured in this run (package missing on the GPU machine): {', '.join(missing)}._"]
+    if summary.get("failures"):
+        lines += ["", "_Failures in this run: " + "; ".join(f"{k}: {v}" for k, v in summary["failures"].items()) + "_"]
+    return "\n".join(lines)
+
+
+def _n_models(summary: dict[str, Any]) -> str:
+    n = len(summary.get("models", [])) or len(summary.get("training", {}))
+    return {1: "alone", 2: "both", 3: "all three", 4: "all four"}.get(n, f"all {n}")
+
+
+def _test_size(summary: dict[str, Any]) -> str:
+    for e in summary.get("evals", {}).values():
+        n = {s: m.get("n") for s, m in e.get("subsets", {}).items()}
+        return " / ".join(f"{v} {k}" for k, v in n.items())
+    return "?"
+
+
+def plot_results(summary: dict[str, Any], path: Path) -> Path | None:
+    """Bars of WB-PESQ, STOI and SI-SDR per system and subset -> PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = _systems(summary)
+    if not systems:
+        return None
+    labels = [summary["evals"][s]["label"].replace(" (baseline)", "").replace("Fast FullSubNet", "Fast") for s in systems]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    width = 0.38
+    for ax, (metric, title) in zip(axes, (("WB_PESQ", "WB-PESQ"), ("STOI", "STOI"), ("SI_SDR", "SI-SDR (dB)"))):
+        for k, (subset, short) in enumerate(SUBSETS):
+            vals = [summary["evals"][s]["subsets"].get(subset, {}).get(metric, float("nan")) for s in systems]
+            ax.bar([i + (k - 0.5) * width for i in range(len(systems))], vals, width, label=short)
+        ax.set_xticks(range(len(systems)))
+        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+        ax.set_title(title)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def load() -> tuple[dict[str, Any], dict[str, Any] | None]:
+    summary = json.loads(RESULTS.read_text())
+    cpu = json.loads(CPU_COMPLEXITY.read_text()) if CPU_COMPLEXITY.is_file() else None
+    return summary, cpu
+
+
+def replace_block(path: Path, body: str) -> None:
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path} has no {BEGIN} ... {END} block")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", action="store_true", help=f"refill the generated block of {DOCS.relative_to(ROOT)}")
+    parser.add_argument("--plot", action="store_true", help="redraw the PNG next to results.json")
+    args = parser.parse_args()
+    if not RESULTS.is_file():
+        print(f"no {RESULTS.relative_to(ROOT)} yet; nothing to render")
+        return
+    summary, cpu = load()
+    body = render(summary, cpu)
+    if args.plot:
+        plot_results(summary, RESULTS.parent / "speech_results.png")
+    if args.docs:
+        replace_block(DOCS, body)
+        print(f"updated {DOCS.relative_to(ROOT)}")
+    else:
+        print(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""One GPU call: build the test set, train four speech models concurrently for equal wall time, evaluate them with
+the noisy input and the spectral-gating baseline, measure GPU real-time factors, write JSON + Markdown + a plot.
+
+    python3 benchmarks/speech_gpu.py OUT_DIR          (benchmarks/gpu_speech.sh wraps it)
+
+Environment:
+  SPEECH_MINUTES     training wall budget per model, minutes (default 5)
+  SPEECH_POOLS       pools folder (default data/speech_pools)
+  SPEECH_TOTAL_S     hard deadline for the whole script, seconds (default 510): stragglers are stopped, and the
+                     results gathered so far are written
+  SPEECH_MODELS      subset of: fullsubnet fast_m2 fast_m8 fast_m2_lightning (default all four)
+  SPEECH_KEEP        checkpoints copied into OUT_DIR/checkpoints (default fast_m2: the device returns at most
+                     16 MiB per file, and gpu_check.sh tars OUT_DIR into one file)
+  SPEECH_TEST_N      clips per test subset (default 150)
+  SPEECH_PRESET      training preset (default gpu; ci = tiny models, for a CPU smoke run of this script)
+  CPU cores: 16 assumed; DataLoader workers are split between the trainings.
+
+Every step runs in its own process with a log in OUT_DIR/logs/; a failure of one model leaves the others' results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = {  # name: (train args, DataLoader workers)
+    "fullsubnet": (["--model", "fullsubnet"], 2),
+    "fast_m2": (["--model", "fast_fullsubnet", "--shrink", "2"], 3),
+    "fast_m8": (["--model", "fast_fullsubnet", "--shrink", "8"], 4),
+    "fast_m2_lightning": (["--model", "fast_fullsubnet", "--shrink", "2", "--sequence", "lightning"], 3),
+}
+T0 = time.time()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.time() - T0:6.0f}s] {msg}", flush=True)
+
+
+class Job:
+    """A child process with a log file and a deadline."""
+
+    def __init__(self, name: str, argv: list[str], logfile: Path, deadline: float, nice: int = 0) -> None:
+        self.name, self.deadline = name, deadline
+        self.log = open(logfile, "w")
+        pre = ["nice", "-n", str(nice)] if nice else []
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(pre + argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        self.rc: int | None = None
+        log(f"start {name}: {' '.join(argv[2:])}")
+
+    def poll(self) -> int | None:
+        if self.rc is None:
+            rc = self.proc.poll()
+            if rc is None and time.time() > self.deadline:
+                self.proc.terminate()
+                try:
+                    rc = self.proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    rc = self.proc.wait()
+                log(f"{self.name}: stopped at its deadline")
+                rc = 124
+            if rc is not None:
+                self.rc = rc
+                self.log.close()
+                log(f"done {self.name}: rc={rc}")
+        return self.rc
+
+
+def wait_all(jobs: list[Job]) -> None:
+    while any(j.poll() is None for j in jobs):
+        time.sleep(2)
+
+
+def linseq(*args: str) -> list[str]:
+    return [sys.executable, "-m", "linseq", *args]
+
+
+def gather(out: Path, names: list[str], summary: dict) -> dict:
+    """Collect the evaluations, training summaries and GPU timings into OUT/results.json, results.md and a plot."""
+    from linseq.io import run_metadata
+
+    summary["meta"] = run_metadata()
+    summary["evals"] = {}
+    for f in sorted((out / "eval").glob("eval_*.json")):
+        data = json.loads(f.read_text())
+        data.pop("per_clip", None)
+        summary["evals"][f.stem[len("eval_"):]] = data
+    summary["training"] = {}
+    for name in names:
+        f = out / "train" / f"{name}_metrics.json"
+        if f.is_file():
+            m = json.loads(f.read_text())
+            t = {k: m.get(k) for k in ("steps", "elapsed_s", "steps_per_second", "best", "parameters")}
+            t.update(batch_size=m["config"]["batch_size"], amp=m["config"]["amp_resolved"])
+            summary["training"][name] = t
+    if (out / "complexity.json").is_file():
+        summary["complexity"] = json.loads((out / "complexity.json").read_text())
+    (out / "results.json").write_text(json.dumps(summary, indent=1, default=str))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from render_speech_table import plot_results, render
+
+        (out / "results.md").write_text(render(summary) + "\n")
+        plot_results(summary, out / "speech_results.png")
+        print(render(summary, short=True))
+    except Exception as err:  # the JSON is what matters; the table can be rendered later
+        log(f"rendering failed: {type(err).__name__}: {err}")
+    return summary
+
+
+def main() -> int:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/speech_gpu").resolve()
+    for sub in ("logs", "eval", "train", "checkpoints"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    minutes = float(os.environ.get("SPEECH_MINUTES", "5"))
+    pools = Path(os.environ.get("SPEECH_POOLS", "data/speech_pools"))
+    pools = pools if pools.is_absolute() else ROOT / pools
+    deadline = T0 + float(os.environ.get("SPEECH_TOTAL_S", "510"))
+    names = os.environ.get("SPEECH_MODELS", " ".join(MODELS)).split()
+    keep = os.environ.get("SPEECH_KEEP", "fast_m2").split()
+    test_n = os.environ.get("SPEECH_TEST_N", "150")
+    preset = os.environ.get("SPEECH_PRESET", "gpu")
+    runs = Path("/tmp/speech_runs")
+    test_dir = Path("/tmp/speech_test_set")
+    summary: dict = {"minutes": minutes, "models": names, "pools": str(pools), "preset": preset, "failures": {}}
+
+    if not (pools / "manifest.json").is_file():
+        log(f"no pools at {pools} (carry data/speech_pools); nothing to do")
+        summary["failures"]["pools"] = "missing"
+        (out / "results.json").write_text(json.dumps(summary, indent=1))
+        return 1
+
+    # 1. test set (niced: the DataLoader workers of the trainings come first)
+    build = Job("test_set", [sys.executable, "-c",
+                             "import sys; from linseq.data.speech import build_test_set; "
+                             "build_test_set(sys.argv[1], sys.argv[2], num_per_subset=int(sys.argv[3]), progress=False)",
+                             str(pools), str(test_dir), test_n], out / "logs" / "test_set.log", deadline, nice=10)
+
+    # 2. four trainings on one GPU, equal wall budget
+    train_deadline = min(deadline - 90, time.time() + minutes * 60 + 120)
+    trains = {}
+    for name in names:
+        args, workers = MODELS[name]
+        trains[name] = Job(f"train {name}", linseq(
+            "speech", "train", "--preset", preset, *args, "--data", str(pools), "--out", str(runs / name),
+            "--minutes", str(minutes), "--workers", str(workers), "--val-every", "1000000",
+            "--val-every-seconds", str(max(30.0, minutes * 60 / 5)), "--val-items", "24", "--no-progress",
+        ), out / "logs" / f"train_{name}.log", train_deadline)
+
+    # 3. noisy and baseline evaluations once the test set exists, niced, while the models train
+    evals: dict[str, Job] = {}
+    while build.poll() is None:
+        time.sleep(2)
+    if build.rc == 0:
+        shutil.copy(test_dir / "manifest.json", out / "test_set_manifest.json")
+        for system in ("noisy", "baseline"):
+            evals[system] = Job(f"eval {system}", linseq(
+                "speech", "eval", "--checkpoint", system, "--test-set", str(test_dir), "--out", str(out / "eval"),
+                "--workers", "3", "--no-progress", "--device", "cpu"), out / "logs" / f"eval_{system}.log", deadline,
+                nice=15)
+    else:
+        summary["failures"]["test_set"] = f"rc={build.rc}"
+
+    # 4. each model is evaluated as soon as its training ends
+    pending = dict(trains)
+    while pending or any(j.poll() is None for j in evals.values()):
+        for name, job in list(pending.items()):
+            if job.poll() is None:
+                continue
+            del pending[name]
+            ckpt = runs / name / "best"
+            if not (ckpt / "model.safetensors").is_file():
+                summary["failures"][f"train {name}"] = f"rc={job.rc}, no checkpoint"
+                continue
+            if job.rc != 0:
+                summary["failures"][f"train {name}"] = f"rc={job.rc} (best checkpoint kept)"
+            for f in ("metrics.json", "loss.png"):
+                if (runs / name / f).is_file():
+                    shutil.copy(runs / name / f, out / "train" / f"{name}_{f}")
+            if name in keep:
+                shutil.copytree(ckpt, out / "checkpoints" / name, dirs_exist_ok=True)
+            if build.rc == 0:
+                evals[name] = Job(f"eval {name}", linseq(
+                    "speech", "eval", "--checkpoint", str(ckpt), "--name", name, "--test-set", str(test_dir),
+                    "--out", str(out / "eval"), "--workers", "4", "--no-progress", "--device", "auto"),
+                    out / "logs" / f"eval_{name}.log", deadline)
+        time.sleep(2)
+    for name, job in evals.items():
+        if job.rc != 0:
+            summary["failures"][f"eval {name}"] = f"rc={job.rc}"
+
+    # 5. GPU real-time factors (after the evaluations, so the GPU is free)
+    rtf = Job("rtf", linseq("speech", "rtf", "--no-cpu", "--out", str(out), "--repeats", "5", "--no-progress",
+                            "--seconds", "10"),
+              out / "logs" / "rtf.log", min(deadline, time.time() + 120))
+    wait_all([rtf])
+    if rtf.rc != 0:
+        summary["failures"]["rtf"] = f"rc={rtf.rc}"
+
+    # 6. gather
+    gather(out, names, summary)
+    if summary["failures"]:
+        log(f"failures: {summary['failures']}")
+    log(f"wrote {out}/results.json, results.md, speech_results.png, checkpoints/{' '.join(keep)}")
+    return 0 if not summary["failures"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""`linseq enhance` and `linseq speech` end to end on tiny checkpoints and generated audio."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from linseq.cli.main import main
+from linseq.experiments.speech_enhancement import checkpoint as ckpt_mod
+from linseq.experiments.speech_enhancement.checkpoint import save_speech_checkpoint
+from linseq.experiments.speech_enhancement.synthetic import synthetic_pair
+from linseq.models.speech import FastFullSubNet
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ck") / "tiny"
+    save_speech_checkpoint(path, FastFullSubNet(shrink_size=2, sb_hidden_size=8).eval(), {"step": 0},
+                           dtype=__import__("torch").float16)
+    return path
+
+
+def _write(path, rate, channels, seconds=1.3, subtype="PCM_16"):
+    rng = np.random.default_rng()
+    x = np.stack([synthetic_pair(rng, int(seconds * rate))[0] for _ in range(channels)], axis=1)
+    sf.write(path, x if channels > 1 else x[:, 0], rate, subtype=subtype)
+    return x
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_enhance_keeps_rate_length_channels(tmp_path, tiny_checkpoint, channels, capsys):
+    src = tmp_path / "in.wav"
+    _write(src, 44100, channels)
+    out = tmp_path / "out.wav"
+    assert main(["enhance", str(src), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--no-progress"]) == 0
+    a, b = sf.info(str(src)), sf.info(str(out))
+    assert (b.samplerate, b.channels, b.frames, b.subtype) == (a.samplerate, a.channels, a.frames, a.subtype)
+    y, _ = sf.read(out)
+    assert np.isfinite(y).all() and np.abs(y).max() > 0
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_enhance_many_into_folder_16k_flac(tmp_path, tiny_checkpoint):
+    a, b = tmp_path / "a.flac", tmp_path / "b.wav"
+    _write(a, 16000, 1)
+    _write(b, 22050, 1, subtype="FLOAT")
+    assert main(["enhance", str(a), str(b), "-o", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint),
+                 "--no-progress", "--block-seconds", "0.3"]) == 0
+    for f in (a, b):
+        assert sf.info(str(tmp_path / "out" / f.name)).frames == sf.info(str(f)).frames
+
+
+def test_enhance_errors_are_one_line(tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    ck = ["--checkpoint", str(tiny_checkpoint)]
+    assert main(["enhance", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "o.wav")] + ck) == 2
+    assert "missing.wav: no such file" in capsys.readouterr().err
+    bad = tmp_path / "text.wav"
+    bad.write_text("not audio")
+    assert main(["enhance", str(bad), "-o", str(tmp_path / "o.wav")] + ck) == 2
+    err = capsys.readouterr().err
+    assert "not an audio file" in err and len(err.strip().splitlines()) == 1
+    good = tmp_path / "g.wav"
+    _write(good, 16000, 1)
+    assert main(["enhance", str(good), "-o", str(tmp_path / "o.wav"), "--checkpoint", str(tmp_path / "none")]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+    monkeypatch.setattr(ckpt_mod, "SHIPPED", tmp_path / "no_weights")
+    assert main(["enhance", str(good), "-o", str(tmp_path / "o.wav")]) == 2
+    assert "shipped Fast FullSubNet checkpoint is missing" in capsys.readouterr().err
+
+
+def test_speech_train_eval_rtf(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["speech", "train", "--preset", "ci", "--data", "synthetic", "--steps", "2", "--val-every", "2",
+                 "--val-items", "1", "--out", str(run), "--device", "cpu", "--no-progress"]) == 0
+    assert "trained 2 steps" in capsys.readouterr().out
+    test_set = tmp_path / "test_set"
+    rng = np.random.default_rng()
+    for subset in ("with_reverb", "no_reverb"):
+        for kind in ("noisy", "clean"):
+            (test_set / subset / kind).mkdir(parents=True)
+        noisy, clean = synthetic_pair(rng, 16000 * 2)
+        sf.write(test_set / subset / "noisy" / "c0.flac", noisy, 16000)
+        sf.write(test_set / subset / "clean" / "c0.flac", clean, 16000)
+    results = tmp_path / "results"
+    for system in (str(run), "noisy", "baseline"):
+        assert main(["speech", "eval", "--checkpoint", system, "--test-set", str(test_set), "--out", str(results),
+                     "--workers", "1", "--no-progress", "--device", "cpu"]) == 0
+    data = json.loads((results / "eval_run.json").read_text())
+    assert set(data["subsets"]) == {"with_reverb", "no_reverb"} and data["label"] == "Fast FullSubNet m=2"
+    assert "SI_SDR" in data["subsets"]["no_reverb"]
+    noisy = json.loads((results / "eval_noisy.json").read_text())
+    assert noisy["subsets"]["no_reverb"]["SI_SDR"] < 25
+    assert (results / "eval_baseline.md").read_text().startswith("| system |")
+    assert main(["speech", "eval", "--checkpoint", str(tmp_path / "nope"), "--test-set", str(test_set)]) == 2
+    capsys.readouterr()
+    assert main(["speech", "rtf", "--no-cpu", "--no-gpu", "--out", str(tmp_path / "rtf"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "| FullSubNet | 5,637,635 | 29.46 |" in out and "Fast FullSubNet m=8" in out
+    assert json.loads((tmp_path / "rtf" / "complexity.json").read_text())["rows"][1]["parameters"] == 6_842_895
+
+
+def test_help_has_examples(capsys):
+    for argv in (["enhance", "--help"], ["speech", "--help"], ["speech", "train", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "example" in capsys.readouterr().out
