@@ -14,6 +14,7 @@ offline on the GPU when there is one.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import statistics
@@ -100,8 +101,12 @@ def enhance_waves(model: SpeechMaskModel, waves: list[np.ndarray], device: torch
 def _baseline(wave: np.ndarray) -> np.ndarray:
     from linseq.experiments.speech_enhancement.baseline import spectral_gate
 
-    torch.set_num_threads(1)
     return spectral_gate(wave)
+
+
+def _single_thread() -> None:
+    """Pool initializer: one torch thread per worker process (the workers already fill the cores)."""
+    torch.set_num_threads(1)
 
 
 def system_label(system: str, config: dict[str, Any] | None) -> str:
@@ -140,18 +145,20 @@ def evaluate_system(
     workers = workers or os.cpu_count() or 1
     noisy = [c[2] for c in clips]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_single_thread) if workers > 1 else None
+    with pool or contextlib.nullcontext():
         if system == "noisy":
             estimates = noisy
         elif system == "baseline":
-            estimates = list(pool.map(_baseline, noisy, chunksize=1)) if workers > 1 else [_baseline(n) for n in noisy]
+            estimates = list(pool.map(_baseline, noisy, chunksize=1)) if pool else [_baseline(n) for n in noisy]
         else:
             estimates = enhance_waves(model, noisy, dev)
         t_enhance = time.perf_counter() - t0
         metrics = available_metrics(METRICS)
         rows = evaluate_pairs(((c[3], e) for c, e in zip(clips, estimates)), metrics, workers=workers,
                               progress=progress, desc=f"metrics {system_label(system, config)}", total=len(clips),
-                              pool=pool if workers > 1 else None)
+                              pool=pool)
     per_clip = [{"name": c[0], "subset": c[1], **r} for c, r in zip(clips, rows)]
     subsets = {s: mean_metrics([r for r in per_clip if r["subset"] == s]) for s in SUBSETS
                if any(r["subset"] == s for r in per_clip)}
