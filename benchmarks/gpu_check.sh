@@ -27,7 +27,7 @@ status=0
 for stage in $STAGES; do
   case $stage in
     accuracy)
-      timeout 240 python3 benchmarks/gpu_accuracy.py 2>&1 | tee "$OUT/accuracy.log" ;;
+      timeout "${ACCURACY_TIMEOUT:-240}" python3 benchmarks/gpu_accuracy.py 2>&1 | tee "$OUT/accuracy.log" ;;
     sweep)
       timeout "${SWEEP_TIMEOUT:-300}" python3 benchmarks/lightning_sweep.py "$OUT/sweep.json" ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/sweep.log" ;;
     profile)
