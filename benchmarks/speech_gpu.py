@@ -137,11 +137,11 @@ def main() -> int:
         (out / "results.json").write_text(json.dumps(summary, indent=1))
         return 1
 
-    # 1. test set (niced: the DataLoader workers of the trainings come first)
+    # 1. test set (one process, not niced: every evaluation waits for it)
     build = Job("test_set", [sys.executable, "-c",
                              "import sys; from linseq.data.speech import build_test_set; "
                              "build_test_set(sys.argv[1], sys.argv[2], num_per_subset=int(sys.argv[3]), progress=False)",
-                             str(pools), str(test_dir), test_n], out / "logs" / "test_set.log", deadline, nice=10)
+                             str(pools), str(test_dir), test_n], out / "logs" / "test_set.log", deadline)
 
     # 2. four trainings on one GPU, equal wall budget
     train_deadline = min(deadline - 90, time.time() + minutes * 60 + 120)
