@@ -4,15 +4,18 @@ Per STFT bin (same 512/256 Hann STFT as the models, 16 kHz):
 
 1. Noise power ``N[f, t]``: the power spectrum is smoothed over time (``P̄_t = a P̄_{t-1} + (1 - a) |Y_t|²``,
    a = 0.85) and over 3 neighbouring bins; the noise estimate is the minimum of ``P̄`` over a centred window of
-   ``window_s`` seconds (1.5 s) times a bias factor (1.5), which tracks slowly changing noise because speech
+   ``window_s`` seconds (1.5 s) times a bias factor (1.0), which tracks slowly changing noise because speech
    has pauses (minimum statistics, after Martin 2001, simplified and offline). ``noise="quietest"`` instead takes, for the
    whole clip, the mean power of the 10 % quietest frames (offline, for stationary noise).
 2. Soft mask: decision-directed a-priori SNR (Ephraim & Malah 1984),
-   ``ξ_t = 0.98 G_{t-1}² |Y_{t-1}|² / N_t + 0.02 max(|Y_t|² / N_t - 1, 0)``, Wiener gain ``G = ξ / (1 + ξ)``,
-   floored at ``floor_db`` (-15 dB) so that the residual noise stays natural instead of "musical".
+   ``ξ_t = a G_{t-1}² |Y_{t-1}|² / N_t + (1 - a) max(|Y_t|² / N_t - 1, 0)`` with a = 0.9, Wiener gain
+   ``G = ξ / (1 + ξ)``, floored at ``floor_db`` (-10 dB) so that the residual noise stays natural instead of
+   "musical".
 3. ``Ŝ = G · Y``, inverse STFT to the input length.
 
-Written for this library; no ``noisereduce`` dependency.
+The defaults (floor -10 dB, a = 0.9, bias 1.0) were picked among a handful of settings on 16 mixtures of the
+*training* split (SNR 0-25 dB): WB-PESQ 1.61 -> 1.79, SI-SDR 11.2 -> 13.4 dB, STOI 0.843 -> 0.838. Written for this
+library; no ``noisereduce`` dependency.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ def noise_psd(power: np.ndarray, method: str = "minimum", window_s: float = 1.5,
 
 
 def spectral_gate(wave: np.ndarray | torch.Tensor, sample_rate: int = 16000, noise: str = "minimum",
-                  floor_db: float = -15.0, dd_alpha: float = 0.98) -> np.ndarray:
+                  floor_db: float = -10.0, dd_alpha: float = 0.9, bias: float = 1.0, window_s: float = 1.5
+                  ) -> np.ndarray:
     """Enhance one 16 kHz signal ``wave [L]`` (numpy or torch) -> float32 numpy ``[L]``."""
     check_sample_rate(sample_rate)
     x = torch.as_tensor(np.asarray(wave, dtype=np.float32))
@@ -57,7 +61,7 @@ def spectral_gate(wave: np.ndarray | torch.Tensor, sample_rate: int = 16000, noi
         raise ValueError(f"wave must be a 1-D signal [L]; got shape {tuple(x.shape)}")
     spec = stft(x[None])[0].numpy().astype(np.complex128)  # [F, T]
     power = np.abs(spec) ** 2
-    N = np.maximum(noise_psd(power, noise), 1e-12)
+    N = np.maximum(noise_psd(power, noise, window_s=window_s, bias=bias), 1e-12)
     floor = 10.0 ** (floor_db / 20.0)
     gain = np.empty(power.shape)
     prev = np.zeros(power.shape[0])  # G_{t-1}² |Y_{t-1}|²
