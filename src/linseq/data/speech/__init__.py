@@ -10,7 +10,6 @@ also needs apt, ffmpeg and espeak-ng (each missing piece is named in the error).
 """
 
 from linseq.data.speech.audio import SAMPLE_RATE
-from linseq.data.speech.build import build_pools
 from linseq.data.speech.mixer import SpeechMixer, mix_at_snr
 from linseq.data.speech.noise import GENERATED_FAMILIES, generate_noise, realise_noise
 from linseq.data.speech.pools import (
@@ -18,6 +17,17 @@ from linseq.data.speech.pools import (
 )
 from linseq.data.speech.rir import estimate_rt60, simulate_rir
 from linseq.data.speech.testset import TEST_SUBSETS, build_test_set, load_test_set
+
+
+
+
+def __getattr__(name: str):
+    # imported on first use, so `python -m linseq.data.speech.build` does not find its module half-imported
+    if name == "build_pools":
+        from linseq.data.speech.build import build_pools
+
+        return build_pools
+    raise AttributeError(f"module 'linseq.data.speech' has no attribute {name!r}")
 
 
 __all__ = [

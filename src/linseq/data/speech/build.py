@@ -4,7 +4,8 @@
 root to fetch what is missing), ffmpeg and espeak-ng; takes about 10-20 minutes on two cores. Decoded sources are
 cached next to the output (``OUT_DIR_cache``), so a second build is fast; a complete ``OUT_DIR`` is left as it is.
 
-Sources (all resampled to 16 kHz mono, silence-trimmed; clipped pieces and clips under 1 s dropped):
+Sources (all resampled to 16 kHz mono, silence-trimmed; clipped pieces, utterances under 1 s and utterances with
+speech activity under 0.6 — FullSubNet's rule — dropped):
 
 * recorded speech: Asterisk prompts (G.722, 16 kHz; en/es read by Allison, fr by June, ru by IvrvoiceRU, it by
   Carlo), KDE ktuberling object names and klettres letters/syllables (one volunteer speaker per language), joined
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from linseq.data.speech.audio import SAMPLE_RATE, encode_audio, is_clipped, trim_silence
+from linseq.data.speech.audio import SAMPLE_RATE, activity, encode_audio, is_clipped, trim_silence
 from linseq.data.speech.noise import long_term_spectrum_db, random_noise_params
 from linseq.data.speech.pools import (
     SPLITS, _swap_into_place, folder_mib, format_summary, load_manifest, pools_summary, write_pools_from_arrays,
@@ -379,14 +381,15 @@ def _seconds(items: list[dict[str, Any]]) -> float:
 def build_pools(out_dir: str | Path, *, install: bool = True, max_mib: float = 40.0, progress: bool = True,
                 cache_dir: str | Path | None = None, seed: int = 0, espeak_train_hours: float = 1.5,
                 espeak_test_minutes: float = 8.0, asterisk_test_minutes: float = 12.0, music_minutes: float = 5.0,
-                train_rooms: int = 500, test_rooms: int = 100, opus_level: float = 0.92, workers: int = 2) -> Path:
+                train_rooms: int = 500, test_rooms: int = 100, opus_level: float = 0.92, espeak_share: float = 0.2,
+                workers: int = 2) -> Path:
     """Build the speech/noise/RIR pools into ``out_dir`` (≤ ``max_mib`` MiB in all) and return its path.
 
     ``install``: fetch missing Debian packages (``apt-get download`` into the cache) and install ffmpeg and
     espeak-ng with apt-get (needs root). ``cache_dir`` (default ``<out_dir>_cache``) keeps the downloaded
-    packages and decoded sources. Train speech: all Asterisk en/es/fr/ru and KDE words of the training languages,
-    plus espeak-ng speech up to ``espeak_train_hours`` as far as the size budget allows (the budget shrinks
-    espeak first). Test speech: Asterisk Italian (``asterisk_test_minutes``), KDE words of the test languages and
+    packages and decoded sources. Train speech fills what the size budget leaves after the test speech and the
+    noise: ``espeak_share`` of it espeak-ng speech (of ``espeak_train_hours`` synthesised), then all Asterisk
+    en/es/fr/ru prompts, then KDE words of the training languages, then more espeak. Test speech: Asterisk Italian (``asterisk_test_minutes``), KDE words of the test languages and
     ``espeak_test_minutes`` of espeak test voices. RIRs: ``train_rooms`` × 4 and ``test_rooms`` × 3 positions.
     A complete ``out_dir`` (valid manifest) is left untouched.
     """
@@ -406,6 +409,10 @@ def build_pools(out_dir: str | Path, *, install: bool = True, max_mib: float = 4
         raise ValueError(f"max_mib must be more than 1; got {max_mib}")
 
     from linseq.data.speech.sources import ensure_packages, ensure_tools, load_cache, save_cache, tool_versions
+
+    for stale in list(out_dir.parent.glob(f".{out_dir.name}.staging*")) + list(
+            out_dir.parent.glob(f"..{out_dir.name}.staging.partial-*")):
+        shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted build
 
     t_start = time.time()
     cache = Path(cache_dir) if cache_dir is not None else out_dir.parent / f"{out_dir.name}_cache"
@@ -457,6 +464,14 @@ def build_pools(out_dir: str | Path, *, install: bool = True, max_mib: float = 4
     noise = cached(f"noise-music{music_minutes:g}min", 130, lambda st, bar: _collect_noise(
         roots, st, music_minutes * 60, np.random.default_rng([seed, 3]), workers, bar))
 
+    # ---- the recipe's activity rule (FullSubNet keeps clean files with activity ≥ 0.6)
+    def active(items):
+        keep = [it for it in items if activity(it["audio"], SR) >= 0.6]
+        stats.add("dropped_low_activity", len(items) - len(keep))
+        return keep
+
+    asterisk, kde, esp_train, esp_test = active(asterisk), active(kde), active(esp_train), active(esp_test)
+
     # ---- splits
     rng = np.random.default_rng([seed, 4])
     real = asterisk + kde
@@ -490,13 +505,24 @@ def build_pools(out_dir: str | Path, *, install: bool = True, max_mib: float = 4
     fixed = bps * (_seconds(test_speech) + sum(_seconds(v) for v in noise_items.values())) \
         + 90 * n_entries + 260 * (len(rirs["train"]) + len(rirs["test"])) + 40_000
     say(f"codec: {bps * 8 / 1000:.1f} kbit/s; fixed part (test speech, noise, manifest) ≈ {fixed / 2**20:.1f} MiB")
-    real_s, esp_s = _seconds(train_real), _seconds(esp_train)
     left = budget - fixed
     if left <= 0:
         raise ValueError(f"max_mib={max_mib} is too small: test speech and noise alone need about "
                          f"{fixed / 2**20:.1f} MiB")
-    keep_real = min(real_s, left / bps)
-    keep_esp = min(esp_s, max(0.0, left / bps - keep_real))
+    ast_train = [it for it in train_real if it["source"].startswith("asterisk")]
+    kde_train = [it for it in train_real if not it["source"].startswith("asterisk")]
+    avail = (_seconds(ast_train), _seconds(kde_train), _seconds(esp_train))
+
+    def allocate(total: float) -> tuple[float, float, float]:
+        # espeak gets espeak_share of the train speech first (voice variety), then Asterisk sentences, then KDE
+        # words, then more espeak
+        esp = min(avail[2], espeak_share * total)
+        ast = min(avail[0], total - esp)
+        kde = min(avail[1], total - esp - ast)
+        esp += min(avail[2] - esp, total - esp - ast - kde)
+        return ast, kde, esp
+
+    train_seconds = left / bps
     ltas = long_term_spectrum_db([it["audio"] for it in train_real[::4] + esp_train[::4]])
     recipes = {"train": _recipes("train", 24, ltas, np.random.default_rng([seed, 9, 0])),
                "test": _recipes("test", 24, None, np.random.default_rng([seed, 9, 1]))}
@@ -523,28 +549,30 @@ def build_pools(out_dir: str | Path, *, install: bool = True, max_mib: float = 4
         pass
 
     staging = out_dir.parent / f".{out_dir.name}.staging"
-    for attempt in range(4):
+    encoded: dict = {}
+    strip = lambda items: [{k: v for k, v in it.items() if k not in ("split", "espeak")} for it in items]  # noqa: E731
+    for _attempt in range(4):
+        keep = allocate(train_seconds)
         sel_rng = np.random.default_rng([seed, 10])
-        train_speech = _take(train_real, keep_real, sel_rng) + _take(esp_train, keep_esp, sel_rng)
-        say(f"train speech: {_seconds(train_speech) / 3600:.2f} h (real {min(keep_real, real_s) / 3600:.2f} h of "
-            f"{real_s / 3600:.2f}, espeak {keep_esp / 3600:.2f} h of {esp_s / 3600:.2f}); test speech "
-            f"{_seconds(test_speech) / 3600:.2f} h")
-        strip = lambda items: [{k: v for k, v in it.items() if k not in ("split", "espeak")} for it in items]  # noqa: E731
+        train_speech = (_take(ast_train, keep[0], sel_rng) + _take(kde_train, keep[1], sel_rng)
+                        + _take(esp_train, keep[2], sel_rng))
+        say(f"train speech: {_seconds(train_speech) / 3600:.2f} h (Asterisk {keep[0] / 3600:.2f} of "
+            f"{avail[0] / 3600:.2f} h, KDE words {keep[1] / 3600:.2f} of {avail[1] / 3600:.2f} h, espeak "
+            f"{keep[2] / 3600:.2f} of {avail[2] / 3600:.2f} h); test speech {_seconds(test_speech) / 3600:.2f} h")
         write_pools_from_arrays(
             staging,
             speech={"train": strip(train_speech), "test": strip(test_speech)},
             noise={s: strip(noise_items[s]) for s in SPLITS},
             generated_noise=recipes, rirs=rirs, meta={**meta, "build_seconds": round(time.time() - t_start)},
-            codec="opus", opus_level=opus_level, overwrite=True, progress=progress,
+            codec="opus", opus_level=opus_level, overwrite=True, progress=progress, workers=workers,
+            encode_cache=encoded,
         )
         size = folder_mib(staging) * 2**20
         if size <= max_mib * 2**20:
             break
         over = (size - budget) / bps * 1.05
         say(f"{size / 2**20:.1f} MiB is over the {max_mib} MiB budget; dropping {over:.0f} s of train speech")
-        cut = min(keep_esp, over)
-        keep_esp -= cut
-        keep_real -= over - cut
+        train_seconds -= over
     else:
         raise RuntimeError(f"could not fit the pools into {max_mib} MiB")
     _swap_into_place(staging, out_dir)

@@ -141,9 +141,10 @@ class SpeechMixer(torch.utils.data.Dataset):
         if preload:
             self.preload()
 
-    def preload(self) -> "SpeechMixer":
-        """Decode the pools now (see the class doc)."""
-        self.pool.preload()
+    def preload(self, rirs: bool = False) -> "SpeechMixer":
+        """Decode the pools and realise the generated noise now (and simulate every RIR with ``rirs``); see the
+        class doc."""
+        self.pool.preload(generated=True, rirs=rirs)
         return self
 
     def set_epoch(self, epoch: int) -> None:

@@ -16,11 +16,13 @@ complete; :func:`load_manifest` still checks that every file it lists exists wit
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections import OrderedDict, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -121,6 +123,8 @@ def write_pools_from_arrays(
     opus_level: float = 0.92,
     overwrite: bool = False,
     progress: bool = False,
+    workers: int = 1,
+    encode_cache: dict | None = None,
 ) -> Path:
     """Write a pools folder from in-memory audio (the writer the builder uses; tests use it with synthetic audio).
 
@@ -129,7 +133,9 @@ def write_pools_from_arrays(
     ``generated_noise[split]``: recipes ``{"id", "family", "seconds", "seed", "params"}``. ``rirs[split]``: dicts
     ``{"id", "room", "dims", "source", "mic", "rt60", "seed"}``. ``codec``: ``"opus"`` or ``"flac"``.
     Splits are ``"train"`` and ``"test"``; each needs speech and at least one noise clip or recipe.
-    Returns the folder path. The folder appears atomically (written under a temporary name, then renamed).
+    ``workers`` threads encode files in parallel; ``encode_cache`` (a dict kept by the caller) reuses the encoding
+    of identical audio across calls. Returns the folder path. The folder appears atomically (written under a
+    temporary name, then renamed).
     """
     out_dir = Path(out_dir)
     if codec not in ("opus", "flac"):
@@ -145,6 +151,7 @@ def write_pools_from_arrays(
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the finished folder is an ordinary one
     try:
         splits: dict[str, Any] = {}
         jobs = []
@@ -179,18 +186,37 @@ def write_pools_from_arrays(
             raise ValueError("nothing to write: speech is empty for every split")
 
         tables = {}
-        it = jobs
+        bar = None
         if progress:
             from tqdm import tqdm
 
-            it = tqdm(jobs, desc="encode pools", unit="file")
-        for rel, group, label in it:
+            bar = tqdm(total=len(jobs), desc="encode pools", unit="file")
+
+        def encode(job):
+            rel, group, label = job
             audio, spans = _concat(group, label)
-            data = encode_audio(np.clip(audio, -1.0, 1.0), SAMPLE_RATE, codec, opus_level)
+            audio = np.clip(audio, -1.0, 1.0)
+            key = None
+            if encode_cache is not None:
+                key = (codec, opus_level, hashlib.sha1(audio.tobytes()).hexdigest())
+                data = encode_cache.get(key)
+            if key is None or data is None:
+                data = encode_audio(audio, SAMPLE_RATE, codec, opus_level)
+                if key is not None:
+                    encode_cache[key] = data
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
             tables[rel] = (spans, len(data), len(audio))
+            if bar is not None:
+                bar.update(1)
+
+        # largest first, so the threads finish together; soundfile releases the GIL while encoding
+        order = sorted(jobs, key=lambda j: -sum(len(g["audio"]) for g in j[1]))
+        with ThreadPoolExecutor(max_workers=max(1, int(workers))) as ex:
+            list(ex.map(encode, order))
+        if bar is not None:
+            bar.close()
         for split, entry in splits.items():
             for f in entry["speech"]:
                 spans, size, n = tables[f["file"]]
@@ -333,7 +359,7 @@ class SplitPool:
         self.families = sorted({f for _, f in self.noise_clips})
         self._audio: dict[str, np.ndarray] = {}
         self._rir_cache: dict[int, np.ndarray] = {}
-        self._gen_cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._gen_cache: dict[int, np.ndarray] = {}
 
     # -- decoding
     def _file(self, rel: str) -> np.ndarray:
@@ -350,15 +376,23 @@ class SplitPool:
             self._audio[rel] = a
         return a
 
-    def preload(self) -> "SplitPool":
-        """Decode every audio file now (e.g. in the parent before DataLoader workers fork, so they share it)."""
+    def preload(self, generated: bool = True, rirs: bool = False) -> "SplitPool":
+        """Decode every audio file now, and realise the generated noise (``generated``) and simulate the RIRs
+        (``rirs``, about 15 ms each), e.g. in the parent before fork-based DataLoader workers start, so that they
+        share one copy instead of each building its own on first use."""
         for rel in self._speech_files + self._noise_files:
             self._file(rel)
+        for i, row in enumerate(self._noise_rows):
+            if generated and isinstance(row, dict):
+                self.noise(i)
+        if rirs:
+            for i in range(len(self.rirs)):
+                self.rir(i)
         return self
 
     def __getstate__(self):  # workers started by spawn re-decode lazily instead of receiving pickled audio
         st = dict(self.__dict__)
-        st["_audio"], st["_rir_cache"], st["_gen_cache"] = {}, {}, OrderedDict()
+        st["_audio"], st["_rir_cache"], st["_gen_cache"] = {}, {}, {}
         return st
 
     # -- access
@@ -376,14 +410,10 @@ class SplitPool:
         row = self._noise_rows[i]
         if isinstance(row, dict):
             a = self._gen_cache.get(i)
-            if a is None:
-                a = realise_noise(row, SAMPLE_RATE)
+            if a is None:  # realised once, kept as int16 like the decoded files (peak 0.9, so no clipping)
+                a = np.round(realise_noise(row, SAMPLE_RATE) * 32768.0).astype(np.int16)
                 self._gen_cache[i] = a
-                if len(self._gen_cache) > 64:
-                    self._gen_cache.popitem(last=False)
-            else:
-                self._gen_cache.move_to_end(i)
-            return a
+            return a.astype(np.float32) / 32768.0
         fi, start, length = row
         return self._file(self._noise_files[fi])[start:start + length].astype(np.float32) / 32768.0
 

@@ -6,9 +6,9 @@ Layout::
     <out>/with_reverb/noisy/noisy_fileid_<N>.flac   <out>/with_reverb/clean/clean_fileid_<N>.flac
     <out>/manifest.json                              per clip: speaker, utterances, noise clips, SNR, level, RIR
 
-16-bit FLAC, 16 kHz mono, ``seconds`` long. Each clip is one test speaker (a source kind — asterisk, klettres,
-ktuberling, espeak — is drawn uniformly, then one of its speakers) reading consecutive utterances with 0.1-0.5 s
-pauses; noise from the test noise pool (families drawn uniformly); SNR a uniform integer in [0, 25] dB; level a
+16-bit FLAC, 16 kHz mono, ``seconds`` long. Each clip is one test speaker (drawn with probability proportional to
+the speaker's amount of speech, so small pools are not reused more than large ones) reading random utterances
+with 0.1-0.5 s pauses; noise from the test noise pool (families drawn uniformly); SNR a uniform integer in [0, 25] dB; level a
 random integer in [-35, -15) dBFS; ``with_reverb`` clips convolve the clean speech with a test RIR and use the
 **reverberant clean** as the reference, as DNS-2020 does. Same mixing code as the training mixer.
 """
@@ -93,11 +93,10 @@ def build_test_set(pools_dir: str | os.PathLike, out_dir: str | os.PathLike, see
     for i, (_uid, spk, _src) in enumerate(pool.utterances):
         by_speaker.setdefault(spk, []).append(i)
     by_speaker_arr = {k: np.asarray(v) for k, v in by_speaker.items()}
-    kinds: dict[str, list[str]] = {}
-    for spk in sorted(by_speaker):
-        src = pool.utterances[by_speaker[spk][0]][2]
-        kinds.setdefault(src.split("-")[0], []).append(spk)
-    kind_names = sorted(kinds)
+    speakers = sorted(by_speaker)
+    lengths = pool.utterance_lengths()
+    spk_weight = np.asarray([lengths[by_speaker[s]].sum() for s in speakers], dtype=np.float64)
+    spk_cdf = np.cumsum(spk_weight) / spk_weight.sum()
     fam_of = np.asarray([f for _, f in pool.noise_clips])
     families = sorted(set(fam_of.tolist()))
     clips_by_family = [np.flatnonzero(fam_of == f) for f in families]
@@ -109,6 +108,7 @@ def build_test_set(pools_dir: str | os.PathLike, out_dir: str | os.PathLike, see
     n = int(round(seconds * SAMPLE_RATE))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    tmp.chmod(0o755)
     try:
         clips: list[dict[str, Any]] = []
         jobs = [(s, k) for s in range(len(TEST_SUBSETS)) for k in range(num_per_subset)]
@@ -120,8 +120,8 @@ def build_test_set(pools_dir: str | os.PathLike, out_dir: str | os.PathLike, see
         for s, k in it:
             subset = TEST_SUBSETS[s]
             rng = np.random.default_rng([int(seed), s, k])
-            kind = kind_names[int(rng.integers(len(kind_names)))]
-            speaker = kinds[kind][int(rng.integers(len(kinds[kind])))]
+            speaker = speakers[min(int(np.searchsorted(spk_cdf, rng.random(), side="right")), len(speakers) - 1)]
+            kind = pool.utterances[by_speaker[speaker][0]][2].split("-")[0]
             clean, utts = _speaker_clip(pool, by_speaker_arr, speaker, n, rng)
             noise, nclips = noise_segment(pool, n, rng, int(0.2 * SAMPLE_RATE), pick_noise)
             snr = int(rng.integers(snr_range[0], snr_range[1] + 1))
