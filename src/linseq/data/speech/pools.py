@@ -309,8 +309,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"{s['noise_clips']} noise clips in {len(s['noise_clips_per_family'])} families, "
             f"{s['rirs']} RIRs in {s['rooms']} rooms"
         )
-        lines.append("       speech h per source: " + ", ".join(
-            f"{k} {v / 3600:.2f}" for k, v in s["speech_seconds_per_source"].items()))
+        kinds: dict[str, list[float]] = {}
+        for k, v in s["speech_seconds_per_source"].items():
+            kinds.setdefault(k.split("-")[0], []).append(v)
+        lines.append("       speech h by source: " + ", ".join(
+            f"{k} {sum(v) / 3600:.2f}" + (f" ({len(v)} shards)" if len(v) > 1 else "") for k, v in kinds.items()))
         lines.append("       noise clips per family: " + ", ".join(
             f"{k} {v}" for k, v in s["noise_clips_per_family"].items()))
     lines.append(f"total: {summary['total_mib']:.1f} MiB")
