@@ -59,6 +59,16 @@ def test_dataloader_workers_give_the_same_items(tiny_pools):
     assert torch.equal(noisy, torch.stack([ds[i][0] for i in range(6)]))
 
 
+def test_set_epoch_reaches_persistent_workers(tiny_pools):
+    ds = SpeechMixer(tiny_pools, "train", segment_seconds=0.25, seed=4, num_items=4)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, persistent_workers=True)
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        got = torch.cat([b[1] for b in loader])
+        assert torch.equal(got, torch.stack([ds[i][1] for i in range(4)]))
+    assert ds.epoch == 1
+
+
 def test_reverberant_clean_is_the_target(tiny_pools):
     ds = SpeechMixer(tiny_pools, "train", segment_seconds=1.0, seed=2, num_items=6, reverb_proportion=1.0)
     pool = ds.pool

@@ -128,7 +128,9 @@ class SpeechMixer(torch.utils.data.Dataset):
             raise ValueError(f"split {split!r} of {pools_dir} has no RIRs; use reverb_proportion=0")
         self.split = split
         self.segment = int(round(segment_seconds * SAMPLE_RATE))
-        self.seed, self.num_items, self.epoch = int(seed), int(num_items), 0
+        self.seed, self.num_items = int(seed), int(num_items)
+        # in shared memory, so set_epoch reaches DataLoader workers that persist across epochs
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self.snr_range, self.level_range = tuple(snr_range), tuple(level_range)
         self.reverb_proportion, self.target_dbfs = float(reverb_proportion), float(target_dbfs)
         self.gap = int(round(noise_gap_seconds * SAMPLE_RATE))
@@ -148,8 +150,14 @@ class SpeechMixer(torch.utils.data.Dataset):
         return self
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch; items depend on ``(seed, epoch, index)``."""
-        self.epoch = int(epoch)
+        """Select the epoch; items depend on ``(seed, epoch, index)``. Call it before iterating the DataLoader
+        for that epoch; it also reaches persistent workers."""
+        self._epoch[0] = int(epoch)
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch (see :meth:`set_epoch`)."""
+        return int(self._epoch[0])
 
     def __len__(self) -> int:
         return self.num_items
