@@ -25,6 +25,7 @@ examples:
   linseq speech rtf --out results/"""
 
 DEFAULT_POOLS = Path("data/speech_pools")
+TRAIN_ITEMS = 10**9  # mixtures per epoch: more than any run draws
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -148,7 +149,7 @@ def _datasets(args: argparse.Namespace, cfg):
             print(f"note: no pools at {DEFAULT_POOLS}; training on synthetic tones (--data synthetic)")
             data = "synthetic"
     if data == "synthetic":
-        train = SyntheticMixtures(num_items=10_000, seconds=cfg.segment_seconds, seed=cfg.seed)
+        train = SyntheticMixtures(num_items=TRAIN_ITEMS, seconds=cfg.segment_seconds, seed=cfg.seed)
         val = make_validation_set(SyntheticMixtures(cfg.val_items, cfg.val_seconds, seed=cfg.seed + 10_000),
                                   cfg.val_items)
         return train, val, "synthetic"
@@ -158,7 +159,10 @@ def _datasets(args: argparse.Namespace, cfg):
                                 "or train on --data synthetic")
     from linseq.data.speech import SpeechMixer
 
-    train = SpeechMixer(pools, split="train", segment_seconds=cfg.segment_seconds, seed=cfg.seed, num_items=10_000)
+    # one endless "epoch" (every index is its own mixture), so set_epoch, shared by the DataLoader workers, never
+    # changes while they run and the stream position alone fixes the data (exact resume)
+    train = SpeechMixer(pools, split="train", segment_seconds=cfg.segment_seconds, seed=cfg.seed,
+                        num_items=TRAIN_ITEMS)
     from linseq.data.speech import SPLITS
 
     # no separate validation split in the pools: fixed mixtures of the training split with another seed (the test

@@ -122,7 +122,10 @@ class TrainConfig:
 
 class _EpochView(Dataset):
     """Index ``i`` of an endless stream -> item ``i % len`` of epoch ``i // len`` (calls ``set_epoch`` if any), so
-    that a resumed run continues the data stream where it stopped, in every DataLoader worker."""
+    that a resumed run continues the data stream where it stopped, in every DataLoader worker.
+
+    A dataset whose epoch lives in shared memory (``SpeechMixer``) would see workers at an epoch boundary change
+    each other's epoch; give such a dataset more items than a run draws (the CLI uses 10⁹) so it never wraps."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset, self.n, self.epoch = dataset, len(dataset), None
