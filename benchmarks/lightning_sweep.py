@@ -74,8 +74,9 @@ def main() -> None:
             record("decode", "-", m)
     for section, cfg in (("token", BenchConfig(decay="token")), ("h32", BenchConfig(heads=32, head_dim=64))):
         if section in sections:
-            for provider in ("fla", "linseq-triton"):
-                run(section, "default" if provider != "fla" else "-", provider, cfg, lengths)
+            for T in lengths:  # both providers per length, so a run cut short still has pairs
+                for provider in ("fla", "linseq-triton"):
+                    run(section, "default" if provider != "fla" else "-", provider, cfg, (T,))
     print(f"sweep done in {time.time() - t0:.0f} s")
 
 
