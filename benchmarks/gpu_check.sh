@@ -49,6 +49,10 @@ for stage in $STAGES; do
         mkdir -p "/tmp/stage_$stage"
         bash "$script" "/tmp/stage_$stage" 2>&1 | tail -30
         tar -czf "$OUT/$stage.tar.gz" -C "/tmp/stage_$stage" .
+        # the device returns files of at most 16 MiB: larger archives come back in parts (cat them to reassemble)
+        if [ "$(stat -c %s "$OUT/$stage.tar.gz")" -gt $((15 * 1024 * 1024)) ]; then
+          split -b 15M "$OUT/$stage.tar.gz" "$OUT/$stage.tar.gz.part-" && rm "$OUT/$stage.tar.gz"
+        fi
       else
         echo "no $script"
       fi ;;

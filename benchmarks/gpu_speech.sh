@@ -6,7 +6,7 @@
 # usage: benchmarks/gpu_speech.sh OUT_DIR        (also STAGES=speech benchmarks/gpu_check.sh, which tars OUT_DIR)
 # needs: data/speech_pools/ carried (linseq speech build-data), and in .whl/ the wheels of soundfile, cffi,
 #        pycparser, pystoi plus the pesq sdist (PyPI has no pesq wheel; it is built here if a compiler is present).
-# env: SPEECH_MINUTES (5), SPEECH_TOTAL_S (510), SPEECH_MODELS, SPEECH_KEEP (fast_m2), SPEECH_TEST_N (150);
+# env: SPEECH_MINUTES (5), SPEECH_TOTAL_S (510), SPEECH_MODELS, SPEECH_KEEP (all), SPEECH_TEST_N (150);
 #      see benchmarks/speech_gpu.py.
 set -uo pipefail
 OUT="${1:?usage: $0 OUT_DIR}"

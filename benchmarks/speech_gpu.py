@@ -9,8 +9,8 @@ Environment:
   SPEECH_TOTAL_S     hard deadline for the whole script, seconds (default 510): stragglers are stopped, and the
                      results gathered so far are written
   SPEECH_MODELS      subset of: fullsubnet fast_m2 fast_m8 fast_m2_lightning (default all four)
-  SPEECH_KEEP        checkpoints copied into OUT_DIR/checkpoints (default fast_m2: the device returns at most
-                     16 MiB per file, and gpu_check.sh tars OUT_DIR into one file)
+  SPEECH_KEEP        checkpoints copied into OUT_DIR/checkpoints (default all four; the device returns files of
+                     at most 16 MiB, so gpu_check.sh splits its tar of OUT_DIR into 15 MiB parts)
   SPEECH_TEST_N      clips per test subset (default 150)
   SPEECH_PRESET      training preset (default gpu; ci = tiny models, for a CPU smoke run of this script)
   CPU cores: 16 assumed; DataLoader workers are split between the trainings.
@@ -124,7 +124,7 @@ def main() -> int:
     pools = pools if pools.is_absolute() else ROOT / pools
     deadline = T0 + float(os.environ.get("SPEECH_TOTAL_S", "510"))
     names = os.environ.get("SPEECH_MODELS", " ".join(MODELS)).split()
-    keep = os.environ.get("SPEECH_KEEP", "fast_m2").split()
+    keep = os.environ.get("SPEECH_KEEP", " ".join(MODELS)).split()
     test_n = os.environ.get("SPEECH_TEST_N", "150")
     preset = os.environ.get("SPEECH_PRESET", "gpu")
     runs = Path("/tmp/speech_runs")
