@@ -6,7 +6,9 @@ the noisy input and the spectral-gating baseline, measure GPU real-time factors,
 Environment:
   SPEECH_MINUTES     training wall budget per model, minutes (default 5)
   SPEECH_POOLS       pools folder (default data/speech_pools)
-  SPEECH_TOTAL_S     hard deadline for the whole script, seconds (default 510): stragglers are stopped, and the
+  SPEECH_TOTAL_S     hard deadline for the whole script, seconds (default 510); leave ~250 s after training:
+                     on 16 busy cores one model's 300-clip evaluation took over 110 s (2026-11-23, H100 run
+                     3e69673, where all four were stopped). Stragglers are stopped, and the
                      results gathered so far are written
   SPEECH_MODELS      subset of: fullsubnet fast_m2 fast_m8 fast_m2_lightning (default all four)
   SPEECH_KEEP        checkpoints copied into OUT_DIR/checkpoints (default all four; the device returns files of
