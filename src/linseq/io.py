@@ -36,6 +36,29 @@ def save_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
 
 
+def optimizer_to_tensors(optimizer: "torch.optim.Optimizer") -> tuple[dict[str, "torch.Tensor"], list[dict]]:
+    """An optimizer's state as flat ``{"<param index>.<key>": tensor}`` (for safetensors) plus its param groups
+    (JSON-serialisable); scalars such as Adam's ``step`` become 0-d tensors."""
+    import torch
+
+    sd = optimizer.state_dict()
+    tensors = {}
+    for idx, st in sd["state"].items():
+        for key, value in st.items():
+            value = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+            tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
+    return tensors, sd["param_groups"]
+
+
+def optimizer_from_tensors(tensors: dict[str, "torch.Tensor"], groups: list[dict]) -> dict:
+    """The inverse of :func:`optimizer_to_tensors`: a state dict for ``optimizer.load_state_dict``."""
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": groups}
+
+
 def git_commit(short: bool = True) -> str:
     """``$LINSEQ_COMMIT`` when set (copies of the tree without their own history, e.g. on the GPU machine),
     else the checkout's HEAD commit (with ``+dirty`` when the tree has changes), or ``"unknown"`` outside git."""

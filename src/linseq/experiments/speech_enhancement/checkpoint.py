@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from linseq.io import save_json
+from linseq.io import optimizer_from_tensors, optimizer_to_tensors, save_json
 from linseq.models.speech import FastFullSubNet, FullSubNet, SpeechMaskModel
 
 MODEL_FILE = "model.safetensors"
@@ -93,7 +93,7 @@ def save_speech_checkpoint(
               "parameters": sum(p.numel() for p in model.parameters()), **(info or {})}
     save_json(tmp / CONFIG_FILE, config)
     if optimizer is not None:
-        tensors, groups = _flatten_optimizer(optimizer)
+        tensors, groups = optimizer_to_tensors(optimizer)
         save_file(tensors, str(tmp / OPTIMIZER_FILE))
         save_json(tmp / TRAINER_FILE, {**(trainer_state or {}), "optimizer_param_groups": groups})
     _replace_dir(tmp, path)
@@ -166,27 +166,9 @@ def load_training_state(
         state = json.loads((path / TRAINER_FILE).read_text())
         model.load_state_dict(load_file(str(path / MODEL_FILE)))
         tensors = load_file(str(path / OPTIMIZER_FILE))
-        optimizer.load_state_dict(_unflatten_optimizer(tensors, state.pop("optimizer_param_groups")))
+        optimizer.load_state_dict(optimizer_from_tensors(tensors, state.pop("optimizer_param_groups")))
     except FileNotFoundError as err:
         raise FileNotFoundError(f"cannot resume from {path}: {Path(err.filename or '?').name} is missing") from None
     except (ValueError, RuntimeError, KeyError) as err:
         raise ValueError(f"cannot resume from corrupt checkpoint {path}: {str(err).splitlines()[0]}") from None
     return state
-
-
-def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    sd = optimizer.state_dict()
-    tensors = {}
-    for idx, st in sd["state"].items():
-        for key, value in st.items():
-            value = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-            tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
-    return tensors, sd["param_groups"]
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[dict]) -> dict:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        idx, key = name.split(".", 1)
-        state.setdefault(int(idx), {})[key] = value
-    return {"state": state, "param_groups": groups}

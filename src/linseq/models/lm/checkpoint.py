@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from linseq.io import save_json
+from linseq.io import optimizer_from_tensors, optimizer_to_tensors, save_json
 from linseq.models.lm.configuration import LinseqLMConfig
 from linseq.models.lm.modeling import LinseqForCausalLM
 
@@ -73,7 +73,7 @@ def save_checkpoint(
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt"})
     if optimizer is not None:
-        tensors, groups = _flatten_optimizer(optimizer)
+        tensors, groups = optimizer_to_tensors(optimizer)
         save_file(tensors, str(tmp / OPTIMIZER_FILE))
         trainer_state = {**trainer_state, "optimizer_param_groups": groups}
     save_json(tmp / TRAINER_FILE, trainer_state)
@@ -95,30 +95,12 @@ def load_trainer_state(
         model.load_state_dict(load_file(str(ckpt / MODEL_FILE)))
         if optimizer is not None:
             tensors = load_file(str(ckpt / OPTIMIZER_FILE))
-            optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer_param_groups"]))
+            optimizer.load_state_dict(optimizer_from_tensors(tensors, state["optimizer_param_groups"]))
     except FileNotFoundError as err:
         raise FileNotFoundError(f"cannot resume from {ckpt}: {Path(err.filename).name} is missing") from None
     except (ValueError, RuntimeError, KeyError) as err:
         raise ValueError(f"cannot resume from corrupt checkpoint {ckpt}: {str(err).splitlines()[0]}") from None
     return state
-
-
-def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    sd = optimizer.state_dict()
-    tensors = {}
-    for idx, st in sd["state"].items():
-        for key, value in st.items():
-            value = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-            tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
-    return tensors, sd["param_groups"]
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[dict]) -> dict:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        idx, key = name.split(".", 1)
-        state.setdefault(int(idx), {})[key] = value
-    return {"state": state, "param_groups": groups}
 
 
 def _fsync_dir(path: Path) -> None:
