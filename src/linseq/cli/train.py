@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 NAME = "train"
 HELP = "train a Lightning-attention language model (byte-level) on text"
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     fields = TrainOptions.__dataclass_fields__
     options = TrainOptions(**{k: v for k, v in vars(args).items() if k in fields})
     summary = train_lm(options)
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process reports
+    if summary["rank"] != 0:  # under torchrun only the first process reports
         return 0
     first, last = summary["initial_val_bpb"], summary["final_val_bpb"]
     print(

@@ -255,6 +255,7 @@ def train_lm(
         "final_val_bpb": history[-1]["val_bpb"] if history else None,
         "initial_val_bpb": history[0]["val_bpb"] if history else None,
         "checkpoint": str(out / "checkpoint"),
+        "rank": rank,  # of the process returning it; under torchrun only rank 0 writes metrics.json
     }
     if is_main:
         save_json(out / "metrics.json", summary)
