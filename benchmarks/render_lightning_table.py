@@ -28,12 +28,10 @@ def _segments_at_run(pps: int, programs: int, blocks: int) -> int:
 
 
 def _segments_shipped(programs: int, blocks: int) -> int:
-    """Sequence split the shipped make_plan chooses (PROGRAMS_PER_SM = 2, split only if ≤ half the SMs busy)."""
-    from linseq.ops.lightning.triton import function as F
+    """Sequence split the shipped make_plan chooses on an H100."""
+    from linseq.ops.lightning.triton.function import default_num_segments
 
-    if 2 * programs > SMS:
-        return 1
-    return max(1, min(F.PROGRAMS_PER_SM * SMS // programs, blocks // 4))
+    return default_num_segments(programs, blocks, SMS)
 
 
 def _pick(rows, section, provider, T, mode):

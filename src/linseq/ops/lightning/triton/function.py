@@ -65,6 +65,18 @@ def _num_sms(device: torch.device) -> int:
     return 4  # the interpreter: small, so that tests exercise the split path
 
 
+def default_num_segments(programs: int, blocks: int, sms: int) -> int:
+    """Segments per sequence when ``programs`` (sequences × heads × value slices) of ``blocks`` blocks each run on
+    ``sms`` multiprocessors.
+
+    Split only when at most half the multiprocessors would be busy: the split costs a pass over k and v (and q, dO
+    backward), which a wave that is almost full does not win back (H100: 8K unsplit 0.73 ms, split in 2 0.97 ms).
+    At least 4 blocks per segment, or the state traffic outweighs the parallelism."""
+    if 2 * programs > sms:
+        return 1
+    return max(1, min(PROGRAMS_PER_SM * sms // programs, blocks // 4))
+
+
 def make_plan(q: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor | None, num_segments: int | None) -> Plan:
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -79,14 +91,7 @@ def make_plan(q: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor | None,
     max_len = max(max_len, 1)
     blocks = triton.cdiv(max_len, BLOCK_T)
     if num_segments is None:
-        programs = N * H * triton.cdiv(V, _value_block(K, V))
-        sms = _num_sms(q.device)
-        num_segments = 1
-        # Split only when at most half the multiprocessors would be busy: the split costs a pass over k and v
-        # (and q, dO backward), which a wave that is almost full does not win back (H100: 8K unsplit 0.73 ms,
-        # split in 2 0.97 ms). At least 4 blocks per segment, or the state traffic outweighs the parallelism.
-        if 2 * programs <= sms:
-            num_segments = max(1, min(PROGRAMS_PER_SM * sms // programs, blocks // 4))
+        num_segments = default_num_segments(N * H * triton.cdiv(V, _value_block(K, V)), blocks, _num_sms(q.device))
     num_segments = max(1, min(num_segments, blocks))
     seg_blocks = triton.cdiv(blocks, num_segments)
     num_segments = triton.cdiv(blocks, seg_blocks)
