@@ -21,11 +21,14 @@ from linseq.io import run_metadata
 from linseq.ops.lightning.triton import function as F
 
 # name -> settings of linseq.ops.lightning.triton.function (other sections run with the module's defaults)
+_SHIPPED = dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2, FACTORED_DECAY=True,
+                FACTORED_DECAY_DQ=False)
 VARIANTS = {
-    "sep3": dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2),
-    "sep3_pps1": dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=1),
-    "fused32_s2": dict(NUM_STAGES=2, DKDV_SEPARATE=False, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2),  # f6e93ed
-    "fused64_s3": dict(NUM_STAGES=None, DKDV_SEPARATE=False, DKDV_BLOCK_T=64, PROGRAMS_PER_SM=2),
+    "sep3": _SHIPPED,
+    "sep3_direct": {**_SHIPPED, "FACTORED_DECAY": False},  # e37a465's kernels
+    "sep3_dqf": {**_SHIPPED, "FACTORED_DECAY_DQ": True},
+    "sep3_pps1": {**_SHIPPED, "PROGRAMS_PER_SM": 1},
+    "fused64_s3": {**_SHIPPED, "DKDV_SEPARATE": False, "DKDV_BLOCK_T": 64},
 }
 LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
 

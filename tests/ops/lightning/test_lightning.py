@@ -88,6 +88,27 @@ def test_triton_matches_definition_fp32(monkeypatch, decay, num_segments, separa
 
 
 @needs_triton
+@pytest.mark.parametrize("factored", [True, False])
+@pytest.mark.parametrize("decay", ["head", "token"])
+def test_triton_decay_mask_forms_match_definition(monkeypatch, factored, decay):
+    """The factored decay mask exp(G_i)·exp(−G_j) and the direct exp(G_i − G_j), in every kernel, with decays mild
+    enough for the factored form and strong enough (per-token decay down to −3, per-head −1.5) to need the
+    fallback in the same call."""
+    from linseq.ops.lightning.triton import function as fn_mod
+
+    monkeypatch.setattr(fn_mod, "FACTORED_DECAY", factored)
+    monkeypatch.setattr(fn_mod, "FACTORED_DECAY_DQ", factored)
+    q, k, v, g, h0 = make_inputs(2, 141, 2, 16, 24, torch.float32, decay)
+    if decay == "head":
+        g = torch.tensor([-0.05, -1.5])
+    else:
+        g = g.clone()
+        g[1, 64:128] = -3.0 * torch.rand(64, 2)
+    out = run_with_grads(None, q, k, v, g, h0, 1.0, fn=_interpreted, num_segments=1)
+    assert_close_to_reference(out, reference(q, k, v, g, h0, 1.0), 1e-5)
+
+
+@needs_triton
 def test_triton_fp16_is_close_to_definition():
     inputs = make_inputs(1, 97, 2, 16, 16, torch.float16, "token")
     out = run_with_grads("triton" if torch.cuda.is_available() else None, *inputs, 1.0,

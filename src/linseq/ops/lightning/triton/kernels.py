@@ -65,12 +65,28 @@ def _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT: tl.constexpr, DECAY:
 
 
 @triton.jit
+def _decay_matrix(b_g, causal, scale, FACTORED: tl.constexpr):
+    """``scale·exp(G_i − G_j)`` where i ≥ j, else 0: the ``[BT, BT]`` decay mask of one block from its inclusive
+    cumulative log decay ``b_g`` (≤ 0, falling). FACTORED builds it as the outer product exp(G_i)·exp(−G_j):
+    2·BT exponentials instead of BT², when the block's decay is mild enough for exp(−G) to stay finite in
+    float32 (and falls back to the direct form otherwise)."""
+    if FACTORED:
+        if tl.min(b_g, axis=0) > -60.0:
+            d = tl.where(causal, tl.exp(b_g)[:, None] * tl.exp(-b_g)[None, :], 0.0)
+        else:
+            d = tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], float("-inf")))
+    else:
+        d = tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], float("-inf")))
+    return d * scale
+
+
+@triton.jit
 def lightning_fwd_kernel(
     Q, Kp, Vp, G, LD, H0, O, HT, LOCAL, SEG_LD, SEG_START, CU, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_H0: tl.constexpr, STORE_STATE: tl.constexpr, STATE_ONLY: tl.constexpr,
-    SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
+    SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr, FACTORED: tl.constexpr = True,
 ):
     """STATE_ONLY: write this segment's local end state to LOCAL (and its total log decay to SEG_LD).
     Otherwise: start from h0 folded with the local states of the earlier segments (SPLIT), write the starting
@@ -123,10 +139,10 @@ def lightning_fwd_kernel(
             b_q = _load_rows(Q, t, t_mask, i_h, H, K, offs_k, k_mask)
             b_a = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION)
             if DECAY > 0:
-                b_a = b_a * tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], float("-inf")))
+                b_a = b_a * _decay_matrix(b_g, causal, scale, FACTORED)
             else:
-                b_a = tl.where(causal, b_a, 0.0)
-            b_o = tl.dot((b_a * scale).to(b_v.dtype), b_v, input_precision=PRECISION)
+                b_a = tl.where(causal, b_a * scale, 0.0)
+            b_o = tl.dot(b_a.to(b_v.dtype), b_v, input_precision=PRECISION)
             if DECAY > 0:
                 b_qd = (b_q * (tl.exp(b_g) * scale)[:, None]).to(b_q.dtype)
             else:
@@ -156,6 +172,7 @@ def lightning_bwd_dq_kernel(
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_H0: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
+    FACTORED: tl.constexpr = True,
 ):
     """Grid (K / BK, N*H, NS). BV covers all of V; S is the [BK, V] slice of the state. H0 holds each
     segment's starting state ([N,H,NS,K,V], kept by the forward) or, unsplit, the initial state."""
@@ -188,10 +205,10 @@ def lightning_bwd_dq_kernel(
         b_da = tl.dot(b_do, tl.trans(b_v), input_precision=PRECISION)
         if DECAY > 0:
             b_g, g_last = _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT, DECAY)
-            b_da = b_da * tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], float("-inf")))
+            b_da = b_da * _decay_matrix(b_g, causal, scale, FACTORED)
         else:
-            b_da = tl.where(causal, b_da, 0.0)
-        b_dq = tl.dot((b_da * scale).to(b_k.dtype), b_k, input_precision=PRECISION)
+            b_da = tl.where(causal, b_da * scale, 0.0)
+        b_dq = tl.dot(b_da.to(b_k.dtype), b_k, input_precision=PRECISION)
         b_inter = tl.dot(b_do, tl.trans(b_s.to(b_do.dtype)), input_precision=PRECISION)
         if DECAY > 0:
             b_dq += b_inter * (tl.exp(b_g) * scale)[:, None]
@@ -210,7 +227,7 @@ def lightning_bwd_dkdv_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, STATE_ONLY: tl.constexpr,
     SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
-    WANT_DK: tl.constexpr = True, WANT_DV: tl.constexpr = True,
+    WANT_DK: tl.constexpr = True, WANT_DV: tl.constexpr = True, FACTORED: tl.constexpr = True,
 ):
     """Grid (V / BV, N*H, NS), blocks visited last to first. BK covers all of K; dS is the [K, BV] slice.
 
@@ -269,7 +286,7 @@ def lightning_bwd_dkdv_kernel(
         if not STATE_ONLY:
             b_ds_lo = b_ds.to(b_q.dtype)
             if DECAY > 0:
-                b_d = tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], float("-inf")))
+                b_d = _decay_matrix(b_g, causal, scale, FACTORED)
                 b_to_end = tl.exp(g_last - b_g)
             if WANT_DV:
                 b_k = _load_rows(Kp, t, t_mask, i_h, H, K, offs_k, k_mask)
@@ -278,9 +295,9 @@ def lightning_bwd_dkdv_kernel(
                     b_a = b_a * b_d
                     b_kd = (b_k * b_to_end[:, None]).to(b_k.dtype)
                 else:
-                    b_a = tl.where(causal, b_a, 0.0)
+                    b_a = tl.where(causal, b_a * scale, 0.0)
                     b_kd = b_k
-                b_dv = tl.dot(tl.trans((b_a * scale).to(b_do.dtype)), b_do, input_precision=PRECISION)
+                b_dv = tl.dot(tl.trans(b_a.to(b_do.dtype)), b_do, input_precision=PRECISION)
                 b_dv += tl.dot(b_kd, b_ds_lo, input_precision=PRECISION)
                 _store_rows(DV, b_dv, t, t_mask, i_h, H, V, offs_v, v_mask)
             if WANT_DK:
@@ -290,9 +307,9 @@ def lightning_bwd_dkdv_kernel(
                     b_dp = b_dp * b_d
                     b_vd = (b_v * b_to_end[:, None]).to(b_v.dtype)
                 else:
-                    b_dp = tl.where(causal, b_dp, 0.0)
+                    b_dp = tl.where(causal, b_dp * scale, 0.0)
                     b_vd = b_v
-                b_dk = tl.dot(tl.trans((b_dp * scale).to(b_q.dtype)), b_q, input_precision=PRECISION)
+                b_dk = tl.dot(tl.trans(b_dp.to(b_q.dtype)), b_q, input_precision=PRECISION)
                 b_dk += tl.dot(b_vd, tl.trans(b_ds_lo), input_precision=PRECISION)
                 _store_rows(DK + i_v * DK_SPLIT_STRIDE, b_dk, t, t_mask, i_h, H, K, offs_k, k_mask)
         if DECAY > 0:
