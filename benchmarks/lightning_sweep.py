@@ -4,7 +4,7 @@ H=16, D=128, bf16, B·T = 65,536, per-head decay (the issue's bar), then per-tok
 default variant. Measurements go through linseq.bench (same timing and peak-memory code as ``linseq bench``);
 the JSON is rewritten after every measurement, so a run cut short by its time limit keeps what it measured.
 
-    python benchmarks/lightning_sweep.py OUT.json [--lengths 4096,16384] [--variants sep3,fused32]
+    python benchmarks/lightning_sweep.py OUT.json [--lengths 4096,16384] [--variants sep3,sep3_direct]
 """
 
 from __future__ import annotations
@@ -37,12 +37,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out")
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
-    p.add_argument("--variants", default=",".join(VARIANTS))
-    p.add_argument("--sections", default="head,decode,token,h32",
-                   help="head: per-head decay, every variant vs fla; decode: one token; token: per-token decay; "
-                        "h32: H=32, D=64 (the last two with the default variant, at --lengths)")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help="the first runs in the 'head' section at --lengths, the others in 'variants'")
+    p.add_argument("--other-lengths", default=None,
+                   help="lengths of the variants, token and h32 sections (default: --lengths)")
+    p.add_argument("--sections", default="head,decode,token,h32,variants",
+                   help="run in this order. head: per-head decay, fla and the first variant; decode: one token; "
+                        "token: per-token decay; h32: H=32, D=64 (both with the shipped settings); variants: "
+                        "the other variants, per-head decay")
     args = p.parse_args()
     lengths = tuple(int(x) for x in args.lengths.split(","))
+    other_lengths = tuple(int(x) for x in (args.other_lengths or args.lengths).split(","))
+    variants = args.variants.split(",")
     device = torch.device("cuda")
     rows: list[dict] = []
     doc = {"meta": run_metadata(), "variants": VARIANTS, "rows": rows}
@@ -60,26 +66,33 @@ def main() -> None:
                 record(section, variant, _measure_one(provider, max(1, cfg.tokens // T), T, cfg, torch.bfloat16,
                                                       mode, device))
 
-    t0 = time.time()
-    sections = args.sections.split(",")
-    defaults = {key: getattr(F, key) for key in VARIANTS["sep3"]}
-    if "head" in sections:
-        head = BenchConfig(decay="head")
-        run("head", "-", "fla", head, lengths)
-        for name in args.variants.split(","):
-            for key, value in VARIANTS[name].items():
-                setattr(F, key, value)
-            run("head", name, "linseq-triton", head, lengths)
-        for key, value in defaults.items():
+    def use(name: str) -> None:
+        for key, value in VARIANTS[name].items():
             setattr(F, key, value)
-    if "decode" in sections:
-        for m in measure_decode(DecodeConfig(), device):
-            record("decode", "-", m)
-    for section, cfg in (("token", BenchConfig(decay="token")), ("h32", BenchConfig(heads=32, head_dim=64))):
-        if section in sections:
-            for T in lengths:  # both providers per length, so a run cut short still has pairs
+
+    t0 = time.time()
+    head = BenchConfig(decay="head")
+    for section in args.sections.split(","):
+        if section == "head":
+            run("head", "-", "fla", head, lengths)
+            use(variants[0])
+            run("head", variants[0], "linseq-triton", head, lengths)
+            use("sep3")
+        elif section == "variants":
+            for name in variants[1:]:
+                use(name)
+                run("head", name, "linseq-triton", head, other_lengths)
+            use("sep3")
+        elif section == "decode":
+            for m in measure_decode(DecodeConfig(), device):
+                record("decode", "-", m)
+        elif section in ("token", "h32"):
+            cfg = BenchConfig(decay="token") if section == "token" else BenchConfig(heads=32, head_dim=64)
+            for T in other_lengths:  # both providers per length, so a run cut short still has pairs
                 for provider in ("fla", "linseq-triton"):
                     run(section, "default" if provider != "fla" else "-", provider, cfg, (T,))
+        else:
+            raise SystemExit(f"unknown section {section!r}")
     print(f"sweep done in {time.time() - t0:.0f} s")
 
 
