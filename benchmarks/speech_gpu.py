@@ -15,6 +15,8 @@ Environment:
                      at most 16 MiB, so gpu_check.sh splits its tar of OUT_DIR into 15 MiB parts)
   SPEECH_TEST_N      clips per test subset (default 150)
   SPEECH_PRESET      training preset (default gpu; ci = tiny models, for a CPU smoke run of this script)
+  SPEECH_REFERENCES  reference systems evaluated beside the models (default "noisy baseline"; empty: none, when an
+                     earlier run on the same test set, same pools manifest, has them)
   CPU cores: 16 assumed; DataLoader workers are split between the trainings.
 
 Every step runs in its own process with a log in OUT_DIR/logs/; a failure of one model leaves the others' results.
@@ -162,7 +164,7 @@ def main() -> int:
         time.sleep(2)
     if build.rc == 0:
         shutil.copy(test_dir / "manifest.json", out / "test_set_manifest.json")
-        for system in ("noisy", "baseline"):
+        for system in os.environ.get("SPEECH_REFERENCES", "noisy baseline").split():
             evals[system] = Job(f"eval {system}", linseq(
                 "speech", "eval", "--checkpoint", system, "--test-set", str(test_dir), "--out", str(out / "eval"),
                 "--workers", "3", "--no-progress", "--device", "cpu"), out / "logs" / f"eval_{system}.log", deadline,

@@ -2,7 +2,8 @@
 
 ``kind="lstm"``: unidirectional ``nn.LSTM`` layers, as published.
 ``kind="lightning"``: each layer is ``h = W_in x``; ``y = h + LightningAttention(h)`` (linseq's gated linear
-attention with TransNormerLLM decay), run in parallel (chunked) mode offline and in recurrent mode when streaming.
+attention with TransNormerLLM decay), run in parallel mode offline (Triton kernels on a GPU, chunked PyTorch
+elsewhere) and in recurrent mode when streaming.
 Both carry a constant-size state, so ``forward(x, state)`` on consecutive chunks equals one call on the whole input.
 """
 
@@ -27,7 +28,7 @@ class LightningSeqLayer(nn.Module):
         num_heads = max(1, hidden_size // LIGHTNING_HEAD_DIM)
         self.in_proj = nn.Linear(input_size, hidden_size)
         self.attn = LightningAttention(
-            hidden_size, num_heads, LIGHTNING_HEAD_DIM, layer_idx=layer_idx, num_layers=num_layers, backend="chunk",
+            hidden_size, num_heads, LIGHTNING_HEAD_DIM, layer_idx=layer_idx, num_layers=num_layers, backend="auto",
         )
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
