@@ -21,7 +21,7 @@ from linseq.io import run_metadata
 from linseq.ops.lightning.triton import function as F
 
 # name -> settings of linseq.ops.lightning.triton.function (other sections run with the module's defaults)
-_SHIPPED = dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2, FACTORED_DECAY=True,
+_SHIPPED = dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2, FACTORED_DECAY=False,
                 FACTORED_DECAY_DQ=False)
 VARIANTS = {
     "sep3": _SHIPPED,

@@ -78,6 +78,40 @@ def test_full_preset_code_path_runs_at_tiny_sizes(tmp_path):
     assert "| pathfinder | 1024 |" in table and "saving" in table
 
 
+def test_parallel_jobs_match_the_sequential_structure(tmp_path, capsys):
+    # jobs=2: the trainings run in two spawned processes (data through temporary files), the sweep after them
+    cfg = _tiny("ci", jobs=2, workers=2, steps=3, listops_max_len=48, sweep_lengths=[32])
+    results = run_lra(cfg, tmp_path, ["softmax", "ecoformer"], ["listops", "pathfinder"], preset_name="ci-jobs2")
+    out = capsys.readouterr().out
+    assert out.count("steps") >= 4 and "data: listops" in out
+    for task in ("listops", "pathfinder"):
+        assert list(results["tasks"][task]["attn"]) == ["softmax", "ecoformer"]  # the order of the arguments
+        for res in results["tasks"][task]["attn"].values():
+            assert res["steps_done"] == 3 and res["warmup_seconds"] >= 0 and len(res["loss_curve"]) == 3
+        assert set(results["hash_study"][task]) >= {"random", "fitted_reference_lr", "softmax_test_acc"}
+    assert results["config"]["jobs"] == 2 and results["train_wall_seconds"] > 0
+    assert "| listops | 48 |" in markdown_tables(results)
+
+
+def test_warm_up_leaves_training_unchanged_and_the_schedule_follows_time(monkeypatch):
+    from linseq.experiments.lra import runner
+    from linseq.experiments.lra.runner import _one_cycle_lr, make_data, train_one
+
+    cfg = _tiny("ci", steps=3, pretrain_frac=0.5)
+    data = make_data(cfg, "listops")
+    warm, _ = train_one(cfg, "listops", "ecoformer", data, torch.device("cpu"), progress_bar=False)
+    monkeypatch.setattr(runner, "_warm_up", lambda *args: 0.0)
+    cold, _ = train_one(cfg, "listops", "ecoformer", data, torch.device("cpu"), progress_bar=False)
+    assert warm["loss_curve"] == cold["loss_curve"] and warm["test_acc"] == cold["test_acc"]
+    assert warm["switch_step"] == 2 and warm["warmup_seconds"] > 0
+    assert _one_cycle_lr(0.0, 1.0, 0.1) == pytest.approx(1 / 25)
+    assert _one_cycle_lr(0.1, 1.0, 0.1) == pytest.approx(1.0)
+    assert _one_cycle_lr(1.0, 1.0, 0.1) == pytest.approx(1 / 25e4)
+    capped, _ = train_one(_tiny("ci", steps=10_000, max_train_seconds=0.5, anneal_by_time=True), "listops",
+                          "ecoformer", data, torch.device("cpu"), progress_bar=False)
+    assert capped["capped"] and 0 < capped["switch_step"] < capped["steps_done"] < 10_000
+
+
 def test_ci_preset_with_one_attention_and_reference_normalizer(tmp_path):
     results = run_lra(_tiny("ci", normalizer="reference"), tmp_path, ["ecoformer"], ["listops"])
     assert list(results["tasks"]["listops"]["attn"]) == ["ecoformer"]
@@ -92,6 +126,8 @@ def test_bad_benchmark_arguments_raise(tmp_path):
         run_lra(_tiny("ci"), tmp_path, ["performer"])
     with pytest.raises(ValueError, match="task"):
         run_lra(_tiny("ci"), tmp_path, ["softmax"], ["imdb"])
+    with pytest.raises(ValueError, match="jobs"):
+        run_lra(_tiny("ci", jobs=0), tmp_path, ["softmax"])
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
             run_lra(_tiny("ci", device="cuda"), tmp_path)
@@ -102,4 +138,11 @@ def test_cli_help_lists_the_subcommand(capsys):
 
     with pytest.raises(SystemExit):
         main(["lra", "--help"])
-    assert "--preset" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "--preset" in text and "--jobs" in text and "gpu" in text
+
+
+def test_gpu_preset_runs_six_trainings_at_once_with_a_time_schedule():
+    cfg = preset("gpu")
+    assert cfg.jobs == 6 and cfg.anneal_by_time and cfg.device == "cuda"
+    assert cfg.listops_max_len == 2000 and cfg.pathfinder_size == 32

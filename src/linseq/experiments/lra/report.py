@@ -27,6 +27,7 @@ def markdown_tables(results: dict) -> str:
             lines.append(f"| {task} | {tr['seq_len']} | {tr['n_train']} / {tr['n_test']} | {tr['majority_acc']:.3f} | "
                          f"{attn} | {r['test_acc']:.3f} | {r['train_seconds']:.1f} | {r['steps_done']} | "
                          f"{'yes' if r['capped'] else 'no'} |")
+    lines += _long_listops_lines(results)
     if results.get("hash_study"):
         lines += ["", "Learned vs random hash, on the EcoFormer model's weights at the end of its softmax phase "
                   "(agreement: per-query AUC of code similarity on the softmax map's top-k vs bottom-k keys, "
@@ -63,6 +64,21 @@ def markdown_tables(results: dict) -> str:
             cells.append(cell)
         lines.append(f"| {T} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _long_listops_lines(results: dict) -> list[str]:
+    """A table of ListOps accuracy on the test examples in LRA's length range, when the run has them."""
+    tr = results["tasks"].get("listops", {})
+    key = next((k for k in tr if k.startswith("n_test_") and k.endswith("plus")), None)
+    if key is None:
+        return []
+    suffix = key[len("n_test_"):]
+    attns = [a for a, r in tr["attn"].items() if f"test_acc_{suffix}" in r]
+    lines = ["", f"ListOps test examples of {suffix[:-4]}+ tokens (LRA's length range): {tr[key]} of {tr['n_test']}, "
+             f"majority {tr[f'majority_acc_{suffix}']:.3f}:", "",
+             "| attention | test acc (" + suffix[:-4] + "+ tokens) |", "|---|---|"]
+    lines += [f"| {a} | {tr['attn'][a][f'test_acc_{suffix}']:.3f} |" for a in attns]
+    return lines
 
 
 def print_energy(results: dict) -> None:

@@ -3,10 +3,13 @@ and Pathfinder, measure time and memory against length, the energy model, and le
 
 from __future__ import annotations
 
+import copy
 import math
 import multiprocessing
+import os
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,7 @@ from linseq.ops.hashing import attention_energy
 from linseq.experiments.lra.presets import LRAConfig
 
 TASKS = ("listops", "pathfinder")
+LRA_LISTOPS_MIN_LEN = 500  # LRA's ListOps lengths are 500-2000; accuracy on that range is reported separately
 
 
 # ---- data ---------------------------------------------------------------------------------------------------------
@@ -37,8 +41,14 @@ def _pathfinder_chunk(args):
                               n_contours=cfg["pathfinder_contours"])
 
 
-def make_data(cfg: LRAConfig, task: str) -> dict[str, torch.Tensor]:
-    """Train and test tensors of ``task``, generated in ``cfg.workers`` processes (seeds fixed by cfg.seed)."""
+def _spawn_pool(workers: int) -> ProcessPoolExecutor:
+    # spawn, not fork: forking a process whose torch thread pools (or CUDA context) are running can deadlock
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def make_data(cfg: LRAConfig, task: str, pool: ProcessPoolExecutor | None = None) -> dict[str, torch.Tensor]:
+    """Train and test tensors of ``task``, generated in ``cfg.workers`` processes (seeds fixed by cfg.seed); pass
+    ``pool`` to reuse one process pool across tasks."""
     fn = _listops_chunk if task == "listops" else _pathfinder_chunk
     n_train = cfg.listops_train if task == "listops" else cfg.pathfinder_train
     n_test = cfg.listops_test if task == "listops" else cfg.pathfinder_test
@@ -47,15 +57,31 @@ def make_data(cfg: LRAConfig, task: str) -> dict[str, torch.Tensor]:
     sizes = [n // chunks + (i < n % chunks) for i in range(chunks)]
     jobs = [(s, cfg.seed * 100_003 + 7919 * i + (0 if task == "listops" else 1), cfg.to_dict())
             for i, s in enumerate(sizes)]
-    if cfg.workers > 1:
-        # spawn, not fork: forking a process whose torch thread pools are running can deadlock
-        with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            parts = list(pool.map(fn, jobs))
+    if pool is not None:
+        parts = list(pool.map(fn, jobs))
+    elif cfg.workers > 1:
+        with _spawn_pool(cfg.workers) as own:
+            parts = list(own.map(fn, jobs))
     else:
         parts = [fn(j) for j in jobs]
     x = torch.cat([p[0] for p in parts])
     y = torch.cat([p[1] for p in parts])
     return {"x_train": x[:n_train], "y_train": y[:n_train], "x_test": x[n_train:], "y_test": y[n_train:]}
+
+
+def make_all_data(cfg: LRAConfig, tasks: list[str]) -> tuple[dict[str, dict], dict[str, float]]:
+    """Data of every task (one shared process pool when ``cfg.workers > 1``) and the seconds each took."""
+    data, seconds = {}, {}
+    pool = _spawn_pool(cfg.workers) if cfg.workers > 1 else None
+    try:
+        for task in tasks:
+            t = time.perf_counter()
+            data[task] = make_data(cfg, task, pool)
+            seconds[task] = time.perf_counter() - t
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return data, seconds
 
 
 # ---- models -------------------------------------------------------------------------------------------------------
@@ -85,38 +111,99 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch: int = 128) -> float:
+def predict(model: torch.nn.Module, x: torch.Tensor, device: torch.device, batch: int = 128) -> torch.Tensor:
+    """Predicted classes ``[N]`` (on the CPU) of ``model`` on ``x``, in eval mode."""
     model.eval()
-    correct = 0
-    for i in range(0, len(x), batch):
-        logits = model(x[i : i + batch].to(device))
-        correct += (logits.argmax(-1).cpu() == y[i : i + batch]).sum().item()
+    preds = [model(x[i : i + batch].to(device)).argmax(-1).cpu() for i in range(0, len(x), batch)]
     model.train()
-    return correct / len(x)
+    return torch.cat(preds)
 
 
-def train_one(cfg: LRAConfig, task: str, attention: str, data: dict, device: torch.device) -> tuple[dict, torch.nn.Module]:
-    """Train one classifier for ``cfg.steps`` steps (EcoFormer: softmax phase, hash fit, fine-tune)."""
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch: int = 128) -> float:
+    """Accuracy of ``model`` on ``(x, y)``."""
+    return (predict(model, x, device, batch) == y).float().mean().item()
+
+
+def long_listops_mask(x: torch.Tensor) -> torch.Tensor | None:
+    """ListOps test examples within LRA's length range (``LRA_LISTOPS_MIN_LEN`` tokens or more), or None when
+    there are none or all are (then the subset says nothing beyond the whole test set)."""
+    mask = (x != 0).sum(1) >= LRA_LISTOPS_MIN_LEN
+    return mask if 0 < int(mask.sum()) < len(mask) else None
+
+
+def _one_cycle_lr(progress: float, max_lr: float, warmup_frac: float) -> float:
+    """OneCycleLR's shape as a function of progress in [0, 1]: cosine from max_lr/25 up to max_lr at
+    ``warmup_frac``, then cosine down to max_lr/25e4."""
+    p = min(max(progress, 0.0), 1.0)
+    low, end = max_lr / 25, max_lr / 25e4
+    if p < warmup_frac:
+        start, stop, frac = low, max_lr, p / warmup_frac
+    else:
+        start, stop, frac = max_lr, end, (p - warmup_frac) / max(1e-12, 1 - warmup_frac)
+    return stop + (start - stop) * (1 + math.cos(math.pi * frac)) / 2
+
+
+def _warm_up(model: torch.nn.Module, cfg: LRAConfig, attention: str, data: dict, device: torch.device) -> float:
+    """One untimed forward+backward+optimizer step on a copy of ``model`` (and, for EcoFormer, a hash fit and a
+    hash-mode step too), so kernel compilation (Triton JIT, cuBLAS set-up) stays out of the timed training.
+    The model and the random number generators are left as they were; returns the seconds it took."""
+    t = time.perf_counter()
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
+    twin = copy.deepcopy(model)
+    x = data["x_train"][: cfg.batch_size].to(device)
+    y = data["y_train"][: cfg.batch_size].to(device)
+    opt = torch.optim.AdamW(twin.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    switches = attention == "ecoformer" and cfg.pretrain_frac > 0
+    for hashed in (False, True) if switches else (False,):
+        if hashed:  # the hash-mode step the model reaches after its softmax phase
+            fit_model_hashes(twin, data["x_train"][: min(2, cfg.fit_batch)].to(device), iterations=1)
+        F.cross_entropy(twin(x), y).backward()
+        torch.nn.utils.clip_grad_norm_(twin.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    _sync(device)
+    del twin, opt
+    torch.set_rng_state(cpu_rng)
+    if cuda_rng is not None:
+        torch.cuda.set_rng_state_all(cuda_rng)
+    return time.perf_counter() - t
+
+
+def _loss_curve(losses: list[float], points: int = 20) -> list[float]:
+    """Mean training loss over ``points`` equal stretches of the run (fewer when there were fewer steps)."""
+    parts = np.array_split(np.asarray(losses, dtype=float), min(points, len(losses)))
+    return [float(p.mean()) for p in parts if len(p)]
+
+
+def train_one(cfg: LRAConfig, task: str, attention: str, data: dict, device: torch.device,
+              progress_bar: bool = True) -> tuple[dict, torch.nn.Module]:
+    """Train one classifier for ``cfg.steps`` steps or ``cfg.max_train_seconds`` (EcoFormer: softmax phase, hash
+    fit, fine-tune). A warm-up step on a copy of the model runs first, outside the timed part."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, task, attention).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    warmup_seconds = _warm_up(model, cfg, attention, data, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     n = len(data["x_train"])
-    switch = int(cfg.pretrain_frac * cfg.steps) if attention == "ecoformer" else -1
-    fit_info, capped, losses, snapshot = None, False, [], None
+    fit_info, capped, losses, snapshot, switch_step = None, False, [], None, -1
     _sync(device)
     t0 = time.perf_counter()
     fit_seconds = 0.0
     step = 0
-    for step in tqdm(range(cfg.steps), desc=f"{task}/{attention}", leave=False):
-        if step == switch:
+    for step in tqdm(range(cfg.steps), desc=f"{task}/{attention}", leave=False, disable=not progress_bar):
+        progress = step / cfg.steps
+        if cfg.anneal_by_time:
+            progress = max(progress, (time.perf_counter() - t0) / cfg.max_train_seconds)
+        if attention == "ecoformer" and fit_info is None and progress >= cfg.pretrain_frac:
             snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
             idx = torch.randperm(n, generator=gen)[: cfg.fit_batch]
             tf = time.perf_counter()
             fit_info = fit_model_hashes(model, data["x_train"][idx].to(device))
             _sync(device)
-            fit_seconds = time.perf_counter() - tf
+            fit_seconds, switch_step = time.perf_counter() - tf, step
+        for group in opt.param_groups:
+            group["lr"] = _one_cycle_lr(progress, cfg.lr, cfg.warmup_frac)
         idx = torch.randint(n, (cfg.batch_size,), generator=gen)
         logits = model(data["x_train"][idx].to(device))
         loss = F.cross_entropy(logits, data["y_train"][idx].to(device))
@@ -124,7 +211,6 @@ def train_one(cfg: LRAConfig, task: str, attention: str, data: dict, device: tor
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        sched.step()
         losses.append(loss.item())
         if time.perf_counter() - t0 > cfg.max_train_seconds:
             capped = True
@@ -134,13 +220,19 @@ def train_one(cfg: LRAConfig, task: str, attention: str, data: dict, device: tor
         fit_info = fit_model_hashes(model, data["x_train"][: cfg.fit_batch].to(device))
     _sync(device)
     seconds = time.perf_counter() - t0
-    acc = evaluate(model, data["x_test"], data["y_test"], device)
+    preds = predict(model, data["x_test"], device)
+    acc = (preds == data["y_test"]).float().mean().item()
     tail = losses[-max(1, len(losses) // 10):]
     out = {"test_acc": acc, "train_seconds": seconds, "steps_done": step + 1, "capped": capped,
-           "final_train_loss": float(np.mean(tail)), "params": sum(p.numel() for p in model.parameters())}
+           "final_train_loss": float(np.mean(tail)), "params": sum(p.numel() for p in model.parameters()),
+           "warmup_seconds": warmup_seconds, "steps_per_second": (step + 1) / seconds,
+           "loss_curve": _loss_curve(losses)}
+    long = long_listops_mask(data["x_test"]) if task == "listops" else None
+    if long is not None:
+        out[f"test_acc_{LRA_LISTOPS_MIN_LEN}plus"] = (preds[long] == data["y_test"][long]).float().mean().item()
     if attention == "ecoformer":
         out["fit_seconds"] = fit_seconds
-        out["switch_step"] = switch
+        out["switch_step"] = switch_step
     model.softmax_phase_state = snapshot  # weights at the end of the softmax phase, for the hash study
     return out, model
 
@@ -277,23 +369,105 @@ def _lightning_probe(cfg: LRAConfig, device: torch.device) -> tuple[str, str | N
         return "chunk", f"{type(err).__name__}: {err}"[:500]
 
 
-def run_lra(cfg: LRAConfig, outdir: str | Path, attentions: list[str] | None = None,
-            tasks: list[str] | None = None, preset_name: str = "custom") -> dict:
-    """Run the benchmark; write ``lra_results.json`` and ``lra_summary.png`` into ``outdir``; return the results."""
-    attentions = list(attentions or ATTENTIONS)
-    tasks = list(tasks or TASKS)
+def _set_tf32(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def _train_and_study(cfg: LRAConfig, task: str, attn: str, data: dict, device: torch.device,
+                     progress_bar: bool = True) -> tuple[dict, dict | None]:
+    """Train one (task, attention) model; for EcoFormer also run the hash study on its softmax-phase weights."""
+    res, model = train_one(cfg, task, attn, data, device, progress_bar)
+    study = None
+    if attn == "ecoformer":
+        soft = build_model(cfg, task, "ecoformer").to(device)
+        soft.load_state_dict(model.softmax_phase_state)
+        set_attention_mode(soft, "softmax")
+        study = hash_study(cfg, soft, data, device)
+    return res, study
+
+
+def _train_job(cfg_dict: dict, task: str, attn: str, data_path: str, threads: int) -> tuple[dict, dict | None]:
+    """One training in a worker process (``cfg.jobs > 1``); the task's data comes from ``data_path``."""
+    torch.set_num_threads(threads)
+    cfg = LRAConfig(**cfg_dict)
+    device = torch.device(cfg.device)
+    _set_tf32(device)
+    data = torch.load(data_path, mmap=True)
+    return _train_and_study(cfg, task, attn, data, device, progress_bar=False)
+
+
+def _print_result(task: str, attn: str, res: dict) -> None:
+    long = res.get(f"test_acc_{LRA_LISTOPS_MIN_LEN}plus")
+    print(f"{task:10s} {attn:9s} acc {res['test_acc']:.3f}"
+          + (f" ({LRA_LISTOPS_MIN_LEN}+ tokens {long:.3f})" if long is not None else "")
+          + f"  {res['train_seconds']:.1f}s  {res['steps_done']} steps" + ("  (time cap hit)" if res["capped"] else ""),
+          flush=True)
+
+
+def _train_parallel(cfg: LRAConfig, pairs: list[tuple[str, str]], data: dict[str, dict]) -> dict:
+    """Run the trainings of ``pairs`` in ``cfg.jobs`` spawned processes sharing the device; data goes through
+    temporary files (one per task, memory-mapped by the workers)."""
+    jobs = min(cfg.jobs, len(pairs))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="linseq-lra-") as tmp:
+        paths = {}
+        for task in dict.fromkeys(t for t, _ in pairs):
+            paths[task] = str(Path(tmp) / f"{task}.pt")
+            torch.save(data[task], paths[task])
+        pool = _spawn_pool(jobs)
+        futures = {pool.submit(_train_job, cfg.to_dict(), t, a, paths[t], threads): (t, a) for t, a in pairs}
+        try:
+            for fut in as_completed(futures):
+                task, attn = futures[fut]
+                try:
+                    out[task, attn] = fut.result()
+                except Exception as err:
+                    raise RuntimeError(f"training {task}/{attn} failed in its worker process: {err}") from err
+                _print_result(task, attn, out[task, attn][0])
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return out
+
+
+def train_all(cfg: LRAConfig, tasks: list[str], attentions: list[str], data: dict[str, dict],
+              device: torch.device) -> dict[tuple[str, str], tuple[dict, dict | None]]:
+    """Every (task, attention) training with its hash study (EcoFormer): one after another when ``cfg.jobs`` is 1,
+    else ``cfg.jobs`` at once in separate processes on the same device."""
+    pairs = [(t, a) for t in tasks for a in attentions]
+    if cfg.jobs > 1 and len(pairs) > 1:
+        return _train_parallel(cfg, pairs, data)
+    out = {}
+    for task, attn in pairs:
+        out[task, attn] = _train_and_study(cfg, task, attn, data[task], device)
+        _print_result(task, attn, out[task, attn][0])
+    return out
+
+
+def _check_args(cfg: LRAConfig, attentions: list[str], tasks: list[str]) -> None:
     for a in attentions:
         if a not in ATTENTIONS:
             raise ValueError(f"attention must be among {ATTENTIONS}; got {a!r}")
     for t in tasks:
         if t not in TASKS:
             raise ValueError(f"task must be among {TASKS}; got {t!r}")
+    if cfg.jobs < 1 or cfg.workers < 1:
+        raise ValueError(f"jobs and workers must be >= 1; got jobs={cfg.jobs}, workers={cfg.workers}")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={cfg.device!r} but CUDA is not available (use the ci preset on a CPU)")
+
+
+def run_lra(cfg: LRAConfig, outdir: str | Path, attentions: list[str] | None = None,
+            tasks: list[str] | None = None, preset_name: str = "custom") -> dict:
+    """Run the benchmark; write ``lra_results.json`` and ``lra_summary.png`` into ``outdir``; return the results.
+    The scaling sweep runs after every training has finished, on an otherwise idle device."""
+    attentions = list(attentions or ATTENTIONS)
+    tasks = list(tasks or TASKS)
+    _check_args(cfg, attentions, tasks)
     device = torch.device(cfg.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    _set_tf32(device)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -306,30 +480,36 @@ def run_lra(cfg: LRAConfig, outdir: str | Path, attentions: list[str] | None = N
         err = None
     results: dict = {"run_metadata": run_metadata(seed=cfg.seed, device=str(device)), "preset": preset_name,
                      "config": cfg.to_dict(), "lightning_backend_error": err, "tasks": {}, "hash_study": {}}
+    data, data_seconds = make_all_data(cfg, tasks)
+    print("data: " + ", ".join(f"{t} {len(d['x_train'])}+{len(d['x_test'])} in {data_seconds[t]:.1f}s"
+                                for t, d in data.items()), flush=True)
+    t_train = time.perf_counter()
+    trained = train_all(cfg, tasks, attentions, data, device)
+    results["train_wall_seconds"] = time.perf_counter() - t_train
     for task in tasks:
-        tg = time.perf_counter()
-        data = make_data(cfg, task)
-        task_res = {"data_seconds": time.perf_counter() - tg, "seq_len": int(data["x_train"][0].numel()),
-                    "n_train": len(data["x_train"]), "n_test": len(data["x_test"]),
-                    "majority_acc": float(torch.bincount(data["y_test"]).max().item() / len(data["y_test"])),
+        d = data[task]
+        task_res = {"data_seconds": data_seconds[task], "seq_len": int(d["x_train"][0].numel()),
+                    "n_train": len(d["x_train"]), "n_test": len(d["x_test"]),
+                    "majority_acc": float(torch.bincount(d["y_test"]).max().item() / len(d["y_test"])),
                     "attn": {}}
+        long = long_listops_mask(d["x_test"]) if task == "listops" else None
+        if long is not None:
+            y_long = d["y_test"][long]
+            task_res[f"n_test_{LRA_LISTOPS_MIN_LEN}plus"] = len(y_long)
+            task_res[f"majority_acc_{LRA_LISTOPS_MIN_LEN}plus"] = torch.bincount(y_long).max().item() / len(y_long)
         for attn in attentions:
-            res, model = train_one(cfg, task, attn, data, device)
+            res, study = trained[task, attn]
             task_res["attn"][attn] = res
-            print(f"{task:10s} {attn:9s} acc {res['test_acc']:.3f}  {res['train_seconds']:.1f}s"
-                  + ("  (time cap hit)" if res["capped"] else ""))
-            if attn == "ecoformer":
-                soft = build_model(cfg, task, "ecoformer").to(device)
-                # learned vs random hash, on the weights as they were at the end of the softmax phase
-                soft.load_state_dict(model.softmax_phase_state)
-                set_attention_mode(soft, "softmax")
-                results["hash_study"][task] = hash_study(cfg, soft, data, device)
-            del model
+            if study is not None:
+                results["hash_study"][task] = study
         results["tasks"][task] = task_res
+    del data, trained
+    save_json(outdir / "lra_results.partial.json", results)  # the trainings survive a failure in the sweep
     results["scaling"] = scaling_sweep(cfg, attentions, device)
     results["energy"] = energy_table(cfg, cfg.sweep_lengths)
     results["total_seconds"] = time.perf_counter() - t_start
     save_json(outdir / "lra_results.json", results)
+    (outdir / "lra_results.partial.json").unlink()
     from linseq.experiments.lra.report import plot_results, print_energy
 
     plot_results(results, outdir / "lra_summary.png")

@@ -112,7 +112,7 @@ def _pass_through_empty(out: torch.Tensor | None, given: torch.Tensor | None, cu
 NUM_STAGES: int | None = None  # None: as many (≤ 3) as fit in shared memory; 3 removed the register spills
 DKDV_BLOCK_T: int | None = None  # None: BLOCK_T when dk and dv are separate launches, else half when the tile is large
 DKDV_SEPARATE = True  # dk and dv from two launches of the dk/dv sweep instead of one
-FACTORED_DECAY = True  # the blocks' decay masks as outer products (2·BT exponentials, not BT²) where that is safe
+FACTORED_DECAY = False  # the blocks' decay masks as outer products (2·BT exponentials, not BT²) where that is safe
 FACTORED_DECAY_DQ = False  # the same in the dq sweep (sm_90: 268 B of register spills there, against 4 without)
 SHARED_BYTES = 200 * 1024  # budget for pipelined tiles + the state's 16-bit copy (H100: 227 KB per block)
 
