@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # EcoFormer LRA-style benchmark on one GPU (H100, 16 CPU cores; torch 2.11 / triton 3.6), preset `gpu`: data in 16
-# processes, the six trainings (2 tasks x 3 attentions) at once in 6 processes on the GPU, each capped at 210 s of
-# training after an untimed warm-up step, then the scaling sweep on the idle GPU. About 7 minutes; capped at 450 s.
+# processes, the six trainings (2 tasks x 3 attentions) at once in 6 processes on the GPU, each capped at 240 s of
+# training after an untimed warm-up step, then the scaling sweep on the idle GPU. About 6 minutes; capped at 450 s.
 # usage: benchmarks/gpu_ecoformer.sh OUTDIR
 # writes OUTDIR/lra_results.json (with run_metadata), OUTDIR/lra_summary.png, OUTDIR/lra_tables.md, OUTDIR/log.txt
 #   LRA_PRESET=gpu|full|ci  LRA_JOBS=N  LRA_ATTN=softmax,lightning,ecoformer  LRA_TIMEOUT=450  LRA_ARGS="..."

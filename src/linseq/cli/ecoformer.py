@@ -12,8 +12,9 @@ DESCRIPTION = (
     "the energy model (3.7 pJ/mul, 0.9 pJ/add) and learned vs random hashes. Writes lra_results.json,\n"
     "lra_summary.png and lra_tables.md into --out.\n\n"
     "Presets: ci (2-core CPU, about 3 minutes, one training after another); full (one GPU, under 4 minutes, 600\n"
-    "steps: too short to learn the tasks); gpu (one GPU, about 7 minutes: the six trainings run at once in separate\n"
-    "processes, --jobs 6, each for up to 210 s after an untimed warm-up step; then the scaling sweep on the idle GPU).\n"
+    "steps: too short to learn the tasks); gpu (one GPU, about 6 minutes: the six trainings run at once in separate\n"
+    "processes, --jobs 6, each for up to 240 s after an untimed warm-up step, the learning-rate schedule following\n"
+    "whichever of steps and seconds runs out first; then the scaling sweep on the idle GPU).\n"
     "With --jobs > 1 the 'train s' of a model is wall time on a shared device: compare speed in the scaling sweep."
 )
 EPILOG = (
