@@ -92,6 +92,10 @@ def render(summary: dict[str, Any], cpu: dict[str, Any] | None = None, short: bo
         "",
         complexity_table(summary, cpu),
     ]
+    if summary.get("eval_sources"):
+        lines += ["", "Evaluated after the run (same test set, checked by its manifest): " + "; ".join(
+            f"{summary['evals'][k]['label']}: {v}" for k, v in summary["eval_sources"].items() if k in summary["evals"])
+            + "."]
     if cpu:
         lines += ["", f"CPU columns: {cpu.get('cpu', '?')}, one thread, {_f(cpu.get('audio_seconds'), 0)} s of audio "
                       f"(`benchmarks/results/speech/cpu/complexity.json`). RTF = processing time / audio time."]
