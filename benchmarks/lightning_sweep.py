@@ -4,7 +4,7 @@ H=16, D=128, bf16, B·T = 65,536, per-head decay (the issue's bar), then per-tok
 default variant. Measurements go through linseq.bench (same timing and peak-memory code as ``linseq bench``);
 the JSON is rewritten after every measurement, so a run cut short by its time limit keeps what it measured.
 
-    python benchmarks/lightning_sweep.py OUT.json [--lengths 4096,16384] [--variants sep3,sep3_direct]
+    python benchmarks/lightning_sweep.py OUT.json [--lengths 4096,16384] [--variants sep3,sep3_pps1]
 """
 
 from __future__ import annotations
@@ -21,12 +21,9 @@ from linseq.io import run_metadata
 from linseq.ops.lightning.triton import function as F
 
 # name -> settings of linseq.ops.lightning.triton.function (other sections run with the module's defaults)
-_SHIPPED = dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2, FACTORED_DECAY=False,
-                FACTORED_DECAY_DQ=False)
+_SHIPPED = dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2)
 VARIANTS = {
     "sep3": _SHIPPED,
-    "sep3_direct": {**_SHIPPED, "FACTORED_DECAY": False},  # e37a465's kernels
-    "sep3_dqf": {**_SHIPPED, "FACTORED_DECAY_DQ": True},
     "sep3_pps1": {**_SHIPPED, "PROGRAMS_PER_SM": 1},
     "fused64_s3": {**_SHIPPED, "DKDV_SEPARATE": False, "DKDV_BLOCK_T": 64},
 }

@@ -112,8 +112,6 @@ def _pass_through_empty(out: torch.Tensor | None, given: torch.Tensor | None, cu
 NUM_STAGES: int | None = None  # None: as many (≤ 3) as fit in shared memory; 3 removed the register spills
 DKDV_BLOCK_T: int | None = None  # None: BLOCK_T when dk and dv are separate launches, else half when the tile is large
 DKDV_SEPARATE = True  # dk and dv from two launches of the dk/dv sweep instead of one
-FACTORED_DECAY = False  # the blocks' decay masks as outer products (2·BT exponentials, not BT²) where that is safe
-FACTORED_DECAY_DQ = False  # the same in the dq sweep (sm_90: 268 B of register spills there, against 4 without)
 SHARED_BYTES = 200 * 1024  # budget for pipelined tiles + the state's 16-bit copy (H100: 227 KB per block)
 
 
@@ -161,7 +159,7 @@ def lightning_forward(q, k, v, log_decay, scale, initial_state, output_final_sta
         seg_start = q.new_empty(N, H, NS, K, V, dtype=torch.float32)
         seg_ld = q.new_empty(N, H, NS, dtype=torch.float32) if decay == 2 else None
     common = dict(T=T, H=H, K=K, V=V, NS=NS, SEG_LEN=plan.seg_len, BT=BLOCK_T, BK=BK, BV=BV, DECAY=decay,
-                  SPLIT=split, IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype), FACTORED=FACTORED_DECAY,
+                  SPLIT=split, IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype),
                   **_launch(BK * BV, BLOCK_T * (2 * BK + BV) * q.element_size()))
     grid = (triton.cdiv(V, BV), N * H, NS)
     if split:
@@ -195,13 +193,13 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg
     BT_dkdv = DKDV_BLOCK_T or (BLOCK_T // 2 if BK * BV > 128 * 64 and not DKDV_SEPARATE else BLOCK_T)
     elem = q.element_size()
     common = dict(T=T, H=H, K=K, V=V, SEG_LEN=plan.seg_len, DECAY=decay,
-                  IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype), FACTORED=FACTORED_DECAY)
+                  IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype))
 
     dq = torch.empty(qf.shape, dtype=grad_dtype, device=q.device)
     dq_h0 = seg_states if NS > 1 else h0
     lightning_bwd_dq_kernel[(triton.cdiv(K, BKq), N * H, NS)](
         dof, kf, vf, g, ld, dq_h0, dq, cu_seqlens, scale, NS=NS, BK=BKq, BV=BVf,
-        BT=BLOCK_T, HAS_H0=dq_h0 is not None, **{**common, "FACTORED": FACTORED_DECAY_DQ}, **_launch(BKq * BVf, BLOCK_T * (BKq + 2 * BVf) * elem))
+        BT=BLOCK_T, HAS_H0=dq_h0 is not None, **common, **_launch(BKq * BVf, BLOCK_T * (BKq + 2 * BVf) * elem))
     # elements loaded per token: q, dO and v (dk launch) or k (dv launch); all four when fused
     loads = max(BK + 2 * BV, 2 * BK + BV) if DKDV_SEPARATE else 2 * (BK + BV)
     common.update(_launch(BK * BV, BT_dkdv * loads * elem), BT=BT_dkdv)

@@ -65,19 +65,11 @@ def _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT: tl.constexpr, DECAY:
 
 
 @triton.jit
-def _decay_matrix(b_g, causal, scale, FACTORED: tl.constexpr):
+def _decay_matrix(b_g, causal, scale):
     """``scale·exp(G_i − G_j)`` where i ≥ j, else 0: the ``[BT, BT]`` decay mask of one block from its inclusive
-    cumulative log decay ``b_g`` (≤ 0, falling). FACTORED builds it as the outer product exp(G_i)·exp(−G_j):
-    2·BT exponentials instead of BT², when the block's decay is mild enough for exp(−G) to stay finite in
-    float32 (and falls back to the direct form otherwise)."""
-    if FACTORED:
-        if tl.min(b_g, axis=0) > -60.0:
-            d = tl.where(causal, tl.exp(b_g)[:, None] * tl.exp(-b_g)[None, :], 0.0)
-        else:
-            d = tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], float("-inf")))
-    else:
-        d = tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], float("-inf")))
-    return d * scale
+    cumulative log decay ``b_g``. (Building it as the outer product exp(G_i)·exp(−G_j), BT² → 2·BT exponentials,
+    measured slower on an H100: benchmarks/results/lightning/NOTES.md, 80226bb.)"""
+    return tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], float("-inf"))) * scale
 
 
 @triton.jit
@@ -86,7 +78,7 @@ def lightning_fwd_kernel(
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_H0: tl.constexpr, STORE_STATE: tl.constexpr, STATE_ONLY: tl.constexpr,
-    SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr, FACTORED: tl.constexpr = True,
+    SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """STATE_ONLY: write this segment's local end state to LOCAL (and its total log decay to SEG_LD).
     Otherwise: start from h0 folded with the local states of the earlier segments (SPLIT), write the starting
@@ -139,7 +131,7 @@ def lightning_fwd_kernel(
             b_q = _load_rows(Q, t, t_mask, i_h, H, K, offs_k, k_mask)
             b_a = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION)
             if DECAY > 0:
-                b_a = b_a * _decay_matrix(b_g, causal, scale, FACTORED)
+                b_a = b_a * _decay_matrix(b_g, causal, scale)
             else:
                 b_a = tl.where(causal, b_a * scale, 0.0)
             b_o = tl.dot(b_a.to(b_v.dtype), b_v, input_precision=PRECISION)
@@ -172,7 +164,6 @@ def lightning_bwd_dq_kernel(
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_H0: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
-    FACTORED: tl.constexpr = True,
 ):
     """Grid (K / BK, N*H, NS). BV covers all of V; S is the [BK, V] slice of the state. H0 holds each
     segment's starting state ([N,H,NS,K,V], kept by the forward) or, unsplit, the initial state."""
@@ -205,7 +196,7 @@ def lightning_bwd_dq_kernel(
         b_da = tl.dot(b_do, tl.trans(b_v), input_precision=PRECISION)
         if DECAY > 0:
             b_g, g_last = _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT, DECAY)
-            b_da = b_da * _decay_matrix(b_g, causal, scale, FACTORED)
+            b_da = b_da * _decay_matrix(b_g, causal, scale)
         else:
             b_da = tl.where(causal, b_da * scale, 0.0)
         b_dq = tl.dot(b_da.to(b_k.dtype), b_k, input_precision=PRECISION)
@@ -227,7 +218,7 @@ def lightning_bwd_dkdv_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, STATE_ONLY: tl.constexpr,
     SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
-    WANT_DK: tl.constexpr = True, WANT_DV: tl.constexpr = True, FACTORED: tl.constexpr = True,
+    WANT_DK: tl.constexpr = True, WANT_DV: tl.constexpr = True,
 ):
     """Grid (V / BV, N*H, NS), blocks visited last to first. BK covers all of K; dS is the [K, BV] slice.
 
@@ -286,7 +277,7 @@ def lightning_bwd_dkdv_kernel(
         if not STATE_ONLY:
             b_ds_lo = b_ds.to(b_q.dtype)
             if DECAY > 0:
-                b_d = _decay_matrix(b_g, causal, scale, FACTORED)
+                b_d = _decay_matrix(b_g, causal, scale)
                 b_to_end = tl.exp(g_last - b_g)
             if WANT_DV:
                 b_k = _load_rows(Kp, t, t_mask, i_h, H, K, offs_k, k_mask)
