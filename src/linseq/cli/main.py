@@ -41,9 +41,27 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=getattr(module, "EPILOG", None),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        try:
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
+        except ModuleNotFoundError as err:  # an optional dependency of this one command: the others still work
+            p.description = f"{p.description}\n\nUnavailable here: needs the package {err.name!r}."
+            p.set_defaults(_run=_missing_dependency(module.NAME, err.name))
     return parser
+
+
+def _missing_dependency(command: str, package: str | None):
+    """The ``_run`` of a subcommand whose arguments could not be built because ``package`` is not installed."""
+    extra = {"transformers": "hf", "peft": "hf", "accelerate": "hf", "pesq": "speech", "pystoi": "speech"}.get(
+        (package or "").split(".")[0])
+    hint = f" (pip install 'linseq[{extra}]')" if extra else ""
+
+    def run(_args: argparse.Namespace) -> int:
+        print(f"linseq {command}: error: needs the package {package!r}, which is not installed{hint}",
+              file=sys.stderr)
+        return 2
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
