@@ -17,6 +17,10 @@ Environment:
   SPEECH_PRESET      training preset (default gpu; ci = tiny models, for a CPU smoke run of this script)
   SPEECH_REFERENCES  reference systems evaluated beside the models (default "noisy baseline"; empty: none, when an
                      earlier run on the same test set, same pools manifest, has them)
+  SPEECH_INIT_FROM   folder holding <model name>/ checkpoints: each training starts from those weights (train further)
+  SPEECH_SEED        training seed (default 0; give a new one with SPEECH_INIT_FROM for fresh mixtures)
+  SPEECH_WORKERS     DataLoader workers per training (default: the table below, split for four at once)
+  SPEECH_EVAL_WORKERS  metric processes per evaluation (default 4)
   CPU cores: 16 assumed; DataLoader workers are split between the trainings.
 
 Every step runs in its own process with a log in OUT_DIR/logs/; a failure of one model leaves the others' results.
@@ -131,9 +135,12 @@ def main() -> int:
     keep = os.environ.get("SPEECH_KEEP", " ".join(MODELS)).split()
     test_n = os.environ.get("SPEECH_TEST_N", "150")
     preset = os.environ.get("SPEECH_PRESET", "gpu")
+    init_dir = os.environ.get("SPEECH_INIT_FROM")  # folder of <model name>/ checkpoints to train further
+    seed = os.environ.get("SPEECH_SEED", "0")
     runs = Path("/tmp/speech_runs")
     test_dir = Path("/tmp/speech_test_set")
-    summary: dict = {"minutes": minutes, "models": names, "pools": str(pools), "preset": preset, "failures": {}}
+    summary: dict = {"minutes": minutes, "models": names, "pools": str(pools), "preset": preset, "failures": {},
+                     "init_from": init_dir, "seed": seed}
 
     if not (pools / "manifest.json").is_file():
         log(f"no pools at {pools} (carry data/speech_pools); nothing to do")
@@ -152,6 +159,10 @@ def main() -> int:
     trains = {}
     for name in names:
         args, workers = MODELS[name]
+        workers = int(os.environ.get("SPEECH_WORKERS", workers))
+        if init_dir:
+            args = [*args, "--init-from", str(Path(init_dir).resolve() / name)]
+        args = [*args, "--seed", seed]
         trains[name] = Job(f"train {name}", linseq(
             "speech", "train", "--preset", preset, *args, "--data", str(pools), "--out", str(runs / name),
             "--minutes", str(minutes), "--workers", str(workers), "--val-every", "1000000",
@@ -193,7 +204,8 @@ def main() -> int:
             if build.rc == 0:
                 evals[name] = Job(f"eval {name}", linseq(
                     "speech", "eval", "--checkpoint", str(ckpt), "--name", name, "--test-set", str(test_dir),
-                    "--out", str(out / "eval"), "--workers", "4", "--no-progress", "--device", "auto"),
+                    "--out", str(out / "eval"), "--workers", os.environ.get("SPEECH_EVAL_WORKERS", "4"), "--no-progress",
+                    "--device", "auto"),
                     out / "logs" / f"eval_{name}.log", deadline)
         time.sleep(2)
     for name, job in evals.items():

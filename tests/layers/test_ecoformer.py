@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from linseq.layers.ecoformer import EcoAttention, fit_model_hashes, set_attention_mode
+from linseq.layers.ecoformer import EcoAttention, EcoCache, fit_model_hashes, set_attention_mode
 
 
 def _layer(**kw):
@@ -38,6 +38,45 @@ def test_causal_layer_does_not_look_ahead(shared_qk):
     x2[:, 10:] = torch.randn(2, 6, 24)
     torch.testing.assert_close(layer(x)[:, :10], layer(x2)[:, :10])
     assert not torch.allclose(layer(x)[:, 10:], layer(x2)[:, 10:])
+
+
+@pytest.mark.parametrize("mode", ["hash", "softmax"])
+@pytest.mark.parametrize("shared_qk, normalizer", [(True, "consistent"), (False, "reference")])
+def test_cached_prefill_then_token_steps_equal_one_causal_call(mode, shared_qk, normalizer):
+    layer = _layer(causal=True, shared_qk=shared_qk, normalizer=normalizer, mode=mode).double()
+    x = torch.randn(2, 21, 24, dtype=torch.float64)
+    layer.fit_hash(x)
+    full = layer(x)
+    cache = EcoCache()
+    steps = [layer(x[:, :8], cache)] + [layer(x[:, t : t + 1], cache) for t in range(8, 21)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-10, atol=1e-10)
+    assert cache.length == 21 and cache.mode == mode and cache.batch_size == 2
+
+
+def test_hash_mode_cache_has_constant_size():
+    layer = _layer(causal=True)
+    cache = EcoCache()
+    layer(torch.randn(1, 5, 24), cache)
+    first = cache.nbytes()
+    layer(torch.randn(1, 40, 24), cache)
+    assert cache.nbytes() == first == 4 * (3 * (8 + 1) * (8 + 1) + 3 * 2)  # [B,H,b+1,C+1] + bandwidth [B,H,2]
+    cache.select_batch(torch.tensor([0, 0, 0]))
+    assert cache.batch_size == 3
+
+
+def test_cache_misuse_is_one_clear_error():
+    layer = _layer(causal=True)
+    cache = EcoCache()
+    layer(torch.randn(2, 4, 24), cache)
+    with pytest.raises(ValueError, match="batch size 3"):
+        layer(torch.randn(3, 1, 24), cache)
+    layer.mode = "softmax"
+    with pytest.raises(ValueError, match="start a new EcoCache"):
+        layer(torch.randn(2, 1, 24), cache)
+    with pytest.raises(ValueError, match="causal=True"):
+        _layer(causal=False)(torch.randn(2, 4, 24), EcoCache())
+    with pytest.raises(TypeError, match="EcoCache"):
+        layer(torch.randn(2, 4, 24), cache={})
 
 
 def test_softmax_mode_is_plain_attention():

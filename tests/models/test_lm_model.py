@@ -23,14 +23,23 @@ def _config(pattern, **kw):
 def test_mixer_patterns_cover_all_linear_hybrid_and_all_softmax():
     assert mixer_pattern("linear", 4) == ["linear"] * 4
     assert mixer_pattern("softmax", 3) == ["softmax"] * 3
+    assert mixer_pattern("eco", 2) == ["eco"] * 2
     hybrid = mixer_pattern("hybrid", 16)
     assert [i for i, t in enumerate(hybrid) if t == "softmax"] == [7, 15]  # MiniMax-01: every 8th layer
     assert mixer_pattern("hybrid", 4) == ["linear", "linear", "linear", "softmax"]
 
 
-@pytest.mark.parametrize("pattern, decay", [("linear", "tnl"), ("linear", "gate"), ("hybrid", "learned"), ("softmax", "tnl")])
-def test_cached_step_by_step_logits_equal_the_full_forward(pattern, decay):
-    model = LinseqForCausalLM(_config(pattern, decay=decay)).eval()
+@pytest.mark.parametrize(
+    "pattern, decay, eco_mode",
+    [("linear", "tnl", None), ("linear", "gate", None), ("hybrid", "learned", None), ("softmax", "tnl", None),
+     ("eco", "tnl", "hash"), ("eco", "tnl", "softmax")],
+)
+def test_cached_step_by_step_logits_equal_the_full_forward(pattern, decay, eco_mode):
+    extra = {} if eco_mode is None else dict(eco_mode=eco_mode, eco_nbits=8, mixer_types=["eco", "linear", "eco"],
+                                             attn_backend="chunk")
+    model = LinseqForCausalLM(_config(pattern, decay=decay, **extra)).eval()
+    if eco_mode is not None:  # float64: a float32 rounding difference could flip a hash bit between the two paths
+        model.double()
     ids = torch.randint(0, 256, (2, 19))
     with torch.no_grad():
         full = model(ids, use_cache=False).logits
@@ -55,8 +64,13 @@ def test_linear_cache_size_does_not_grow_with_length_but_softmax_cache_does():
     assert sizes["softmax"][1] > sizes["softmax"][0]
 
 
-def test_save_pretrained_writes_safetensors_and_auto_class_loads_identical_model(tmp_path):
-    model = LinseqForCausalLM(_config("hybrid", decay="learned")).eval()
+@pytest.mark.parametrize("pattern", ["hybrid", "eco"])
+def test_save_pretrained_writes_safetensors_and_auto_class_loads_identical_model(tmp_path, pattern):
+    model = LinseqForCausalLM(_config(pattern, decay="learned", eco_nbits=8)).eval()
+    if pattern == "eco":  # fitted hashes (anchors, centring, hyperplanes) are buffers that must travel too
+        with torch.no_grad():
+            model(torch.randint(0, 256, (2, 12)))
+        assert all(bool(layer.attn.fitted) for layer in model.model.layers)
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "linseq_lm"
@@ -70,9 +84,12 @@ def test_save_pretrained_writes_safetensors_and_auto_class_loads_identical_model
         torch.testing.assert_close(loaded(ids).logits, model(ids).logits)
 
 
-@pytest.mark.parametrize("pattern", ["linear", "hybrid"])
+@pytest.mark.parametrize("pattern", ["linear", "hybrid", "eco"])
 def test_generate_greedy_equals_argmax_of_uncached_forward(pattern):
-    model = LinseqForCausalLM(_config(pattern)).eval()
+    model = LinseqForCausalLM(_config(pattern, eco_nbits=8)).eval()
+    if pattern == "eco":
+        with torch.no_grad():
+            model(torch.randint(0, 256, (2, 12)))  # fit the hashes once, not on the first prompt
     prompt = torch.randint(0, 256, (2, 5))
     out = model.generate(prompt, max_new_tokens=9, do_sample=False)
     expected = prompt
@@ -107,3 +124,17 @@ def test_padding_mask_is_refused():
 def test_bad_pattern_is_rejected():
     with pytest.raises(ValueError, match="mixer_types"):
         LinseqLMConfig(num_hidden_layers=2, mixer_types=["linear", "conv"])
+    with pytest.raises(ValueError, match="eco_mode"):
+        LinseqLMConfig(attn_pattern="eco", eco_mode="binary")
+
+
+def test_eco_layers_train_in_hash_mode_with_gradients_to_their_projections():
+    model = LinseqForCausalLM(_config("eco", eco_nbits=8))
+    ids = torch.randint(0, 256, (2, 17))
+    with torch.no_grad():
+        model(ids)  # fits the hashes
+    for layer in model.model.layers:
+        layer.attn.hyperplanes.mul_(0.05)  # pre-sign values inside the straight-through window
+    model(ids, labels=ids).loss.backward()
+    for layer in model.model.layers:
+        assert layer.attn.q_proj.weight.grad.abs().sum() > 0 and layer.attn.v_proj.weight.grad.abs().sum() > 0

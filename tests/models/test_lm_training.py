@@ -57,6 +57,35 @@ def test_interrupted_run_resumed_from_checkpoint_ends_with_identical_weights(cor
     assert summary["step"] == 6 and summary["tokens_seen"] == 6 * 2 * 16
 
 
+def test_eco_schedule_fits_hashes_mid_run_and_resumes_identically(corpus_dir, tmp_path):
+    eco = dict(attn_pattern="eco", eco_softmax_steps=3)
+    straight = _options(corpus_dir, tmp_path / "a", **eco)
+    summary = train_lm(straight)
+    assert summary["eco_softmax_steps"] == 3 and summary["eco_fit"]["step"] == 3
+    assert 0.0 <= summary["eco_fit"]["agreement_fitted"] <= 1.0
+    model = load_model(tmp_path / "a")
+    assert model.config.eco_mode == "hash"
+    assert all(layer.attn.mode == "hash" and bool(layer.attn.fitted) for layer in model.model.layers)
+
+    def stop_before_the_fit(step):  # checkpoint of step 2 exists; the resumed run performs the fit at step 3
+        if step == 2:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train_lm(_options(corpus_dir, tmp_path / "b", seed=straight.seed, **eco), on_step=stop_before_the_fit)
+    assert load_model(tmp_path / "b").config.eco_mode == "softmax"
+    train_lm(_options(corpus_dir, tmp_path / "b", seed=straight.seed, resume=True, **eco))
+    a = load_file(str(tmp_path / "a" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoint" / "model.safetensors"))
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_eco_softmax_steps_without_eco_layers_is_refused(corpus_dir, tmp_path):
+    with pytest.raises(ValueError, match="eco-softmax-steps"):
+        train_lm(_options(corpus_dir, tmp_path / "run", eco_softmax_steps=2))
+
+
 def test_validation_loss_drops_and_metrics_are_written(corpus_dir, tmp_path):
     summary = train_lm(_options(corpus_dir, tmp_path / "run", steps=20, batch_size=4, eval_every=20, eval_batches=2,
                                    lr=1e-2))

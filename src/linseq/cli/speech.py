@@ -74,6 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last if present")
+    p.add_argument("--init-from", default=None,
+                   help="start from this checkpoint's weights (same model; fresh optimizer, e.g. a new --seed)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(_speech=_train)
 
@@ -183,6 +185,7 @@ def _train(args: argparse.Namespace) -> int:
         steps=args.steps, max_minutes=args.minutes, batch_size=args.batch_size, num_workers=args.workers,
         val_every=args.val_every, val_every_seconds=args.val_every_seconds, val_items=args.val_items,
         amp=args.amp, drop_band=args.drop_band, device=args.device, seed=args.seed, resume=args.resume,
+        init_from=args.init_from,
     )
     if args.minutes is not None and args.steps is None:
         cfg.steps = None  # a time budget alone

@@ -7,8 +7,10 @@ import argparse
 NAME = "train"
 HELP = "train a Lightning-attention language model (byte-level) on text"
 DESCRIPTION = (
-    "Train a causal LM of Lightning (TransNormerLLM) layers, or a hybrid / all-softmax baseline, on a byte-level\n"
-    "corpus. Without --data it uses this Python's own standard-library sources. Writes OUT/checkpoint/\n"
+    "Train a causal LM of Lightning (TransNormerLLM) layers, or a hybrid / all-softmax / all-EcoFormer model, on a\n"
+    "byte-level corpus. EcoFormer layers (--pattern eco) follow EcoFormer's schedule: softmax attention for\n"
+    "--eco-softmax-steps (default half the steps), then each layer's hash is fitted and training goes on in hash mode.\n"
+    "Without --data it uses this Python's own standard-library sources. Writes OUT/checkpoint/\n"
     "(Hugging Face folder: config.json + model.safetensors, plus optimizer and trainer state), OUT/metrics.json\n"
     "and OUT/loss.png. Multi-GPU: launch with torchrun (WORLD_SIZE is detected)."
 )
@@ -16,6 +18,7 @@ EPILOG = """example:
   linseq train                                   # tiny preset, a few minutes on a laptop CPU
   linseq train --preset small --out runs/small   # ~92M parameters, one GPU
   linseq train --data ~/notes --pattern hybrid --steps 2000 --out runs/notes
+  linseq train --pattern eco --steps 400 --eco-softmax-steps 200 --out runs/eco
   linseq train --out runs/lm --resume            # continue an interrupted run
   torchrun --nproc-per-node 4 -m linseq train --preset small --out runs/small
 """
@@ -28,8 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="text file or folder (default: the Python standard library)")
     parser.add_argument("--out", default="runs/lm", help="run folder (default runs/lm)")
     parser.add_argument(
-        "--pattern", dest="attn_pattern", default=None, choices=["linear", "hybrid", "softmax"],
-        help="token mixers: all Lightning (default), 1 softmax in 8, or all softmax",
+        "--pattern", dest="attn_pattern", default=None, choices=["linear", "hybrid", "softmax", "eco"],
+        help="token mixers: all Lightning (default), 1 softmax in 8, all softmax, or all EcoFormer",
+    )
+    parser.add_argument(
+        "--eco-softmax-steps", type=int, default=None,
+        help="EcoFormer layers: steps in softmax mode before the hash fit (default: half of --steps; 0: hash from the start)",
     )
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: preset)")
     parser.add_argument("--batch-size", type=int, default=None, help="windows per step per process")

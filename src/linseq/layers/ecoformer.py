@@ -17,9 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from linseq.layers.softmax import KVCache, causal_sdpa
 from linseq.ops.hashing import (
     NORMALIZERS,
+    causal_rbf_features,
     fit_hash_bits,
+    hash_codes,
     hash_agreement,
     hash_attn,
     kernel_hash,
@@ -27,9 +30,50 @@ from linseq.ops.hashing import (
     similarity_labels,
 )
 
-__all__ = ["EcoAttention", "fit_model_hashes", "set_attention_mode", "eco_layers"]
+__all__ = ["EcoAttention", "EcoCache", "fit_model_hashes", "set_attention_mode", "eco_layers"]
 
 MODES = ("softmax", "hash")
+
+
+class EcoCache:
+    """What a causal :class:`EcoAttention` carries from earlier tokens of the same sequences.
+
+    hash mode: ``state [B, H, b+1, head_dim+1]`` float32 prefix sums of :func:`linseq.ops.hashing.hash_attn` and
+    ``bandwidth`` / ``bandwidth_k`` ``[B, H, 2]`` running RBF bandwidths of queries / keys (``bandwidth_k`` only with
+    separate q and k projections): constant size. softmax mode: a growing :class:`KVCache`.
+    The first call fixes the mode; continuing in the other mode is an error (start a new cache).
+    """
+
+    def __init__(self) -> None:
+        self.mode: str | None = None
+        self.length = 0
+        self.state: torch.Tensor | None = None
+        self.bandwidth: torch.Tensor | None = None
+        self.bandwidth_k: torch.Tensor | None = None
+        self.kv = KVCache()
+
+    def __repr__(self) -> str:
+        return f"EcoCache(mode={self.mode!r}, length={self.length}, bytes={self.nbytes()})"
+
+    def _tensors(self) -> list[torch.Tensor]:
+        return [t for t in (self.state, self.bandwidth, self.bandwidth_k) if t is not None]
+
+    @property
+    def batch_size(self) -> int | None:
+        """Rows held (None before the first call)."""
+        tensors = self._tensors()
+        return tensors[0].shape[0] if tensors else self.kv.batch_size
+
+    def nbytes(self) -> int:
+        """Bytes held (hash-mode state, or allocated key/value capacity in softmax mode)."""
+        return sum(t.numel() * t.element_size() for t in self._tensors()) + self.kv.nbytes()
+
+    def select_batch(self, index: torch.Tensor) -> None:
+        """Keep (or reorder) the batch rows ``index`` (beam search)."""
+        self.state, self.bandwidth, self.bandwidth_k = (
+            None if t is None else t[index] for t in (self.state, self.bandwidth, self.bandwidth_k)
+        )
+        self.kv.select_batch(index)
 
 
 class EcoAttention(nn.Module):
@@ -122,21 +166,66 @@ class EcoAttention(nn.Module):
                                                          self.mvec, causal=c)
         return hq, hk
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x ``[B, T, D]`` → ``[B, T, D]``."""
+    def forward(self, x: torch.Tensor, cache: EcoCache | None = None) -> torch.Tensor:
+        """x ``[B, T, D]`` → ``[B, T, D]``. With ``cache`` (causal layers only) x continues the tokens the cache has
+        seen, and the cache absorbs x: a sequence fed in pieces gives the same output as one call."""
         if x.ndim != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"x must be [B,T,D] with D={self.dim}; got shape {tuple(x.shape)}")
+        if cache is not None:
+            self._check_cache(cache, x.shape[0])
         q, k, v = self.project(x)
         if self.mode == "hash" and (self._fit_next_forward or not bool(self.fitted)):
             self._fit_next_forward = False
             self.last_fit = self._fit_from_qk(q.detach(), k.detach())
         if self.mode == "softmax":
-            o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                               is_causal=self.causal).transpose(1, 2)
-        else:
+            o = self._softmax(q, k, v, cache)
+        elif cache is None:
             hq, hk = self.codes(q, k)
             o, _ = hash_attn(hq, hk, v, causal=self.causal, normalizer=self.normalizer)
+        else:
+            o = self._hash_cached(q, k, v, cache)
+        if cache is not None:
+            cache.mode = self.mode
+            cache.length += x.shape[1]
         return self.o_proj(o.reshape(x.shape[0], x.shape[1], -1))
+
+    def _check_cache(self, cache: EcoCache, batch: int) -> None:
+        if not isinstance(cache, EcoCache):
+            raise TypeError(f"cache must be an EcoCache; got {type(cache).__name__}")
+        if not self.causal:
+            raise ValueError("a cache continues a sequence token by token, which needs an EcoAttention with causal=True")
+        if cache.mode is not None and cache.mode != self.mode:
+            raise ValueError(
+                f"this cache was filled in {cache.mode!r} mode and the layer is now in {self.mode!r} mode; "
+                "start a new EcoCache after switching modes"
+            )
+        if cache.batch_size is not None and cache.batch_size != batch:
+            raise ValueError(f"x has batch size {batch} but the cache holds {cache.batch_size} rows")
+
+    def _softmax(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: EcoCache | None) -> torch.Tensor:
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B,H,T,C]
+        if cache is None:
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        else:
+            past = cache.kv.length
+            k, v = cache.kv.append(k, v)
+            o = causal_sdpa(q, k, v, past)
+        return o.transpose(1, 2)
+
+    def _hash_cached(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: EcoCache) -> torch.Tensor:
+        feats, cache.bandwidth = causal_rbf_features(F.normalize(q, dim=-1), self.anchors, self.mvec, cache.bandwidth)
+        hq = hash_codes(feats, self.hyperplanes)
+        if self.k_proj is None:
+            hk = hq
+        else:
+            feats_k, cache.bandwidth_k = causal_rbf_features(
+                F.normalize(k, dim=-1), self.anchors, self.mvec, cache.bandwidth_k
+            )
+            hk = hash_codes(feats_k, self.hyperplanes)
+        o, cache.state = hash_attn(
+            hq, hk, v, causal=True, normalizer=self.normalizer, initial_state=cache.state, output_final_state=True
+        )
+        return o
 
     # fitting -----------------------------------------------------------------------------------------------
     def attention_scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,18 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return (xf * cos + rotated * sin).to(x.dtype)
 
 
+def causal_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int) -> torch.Tensor:
+    """Causal softmax attention of ``T`` new queries ``q [B, H, T, Dh]`` over ``past + T`` keys and values
+    ``[B, H, past+T, Dh]`` (the cached prefix first): query i sees keys up to ``past + i``. Returns ``[B, H, T, Dh]``."""
+    T = q.shape[2]
+    if past == 0:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    if T == 1:
+        return F.scaled_dot_product_attention(q, k, v)
+    mask = torch.ones(T, past + T, dtype=torch.bool, device=q.device).tril(diagonal=past)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
 class KVCache:
     """Keys and values seen so far by one softmax layer, ``[B, H, capacity, Dh]``; capacity doubles as it fills,
     so appending one token costs O(1) amortised copies."""
@@ -53,6 +65,11 @@ class KVCache:
         self.values[:, :, self.length : need] = v
         self.length = need
         return self.keys[:, :, :need], self.values[:, :, :need]
+
+    @property
+    def batch_size(self) -> int | None:
+        """Rows held (None before the first append)."""
+        return None if self.keys is None else self.keys.shape[0]
 
     def select_batch(self, index: torch.Tensor) -> None:
         """Keep (or reorder) the batch rows ``index`` (for beam search)."""
@@ -117,11 +134,5 @@ class SoftmaxAttention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)  # [B,H,T,Dh]
         if cache is not None:
             k, v = cache.append(k, v)  # [B,H,past+T,Dh]
-        if past == 0:
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        elif T == 1:
-            o = F.scaled_dot_product_attention(q, k, v)
-        else:  # several new tokens after a cached prefix: query i sees keys up to past + i
-            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        o = causal_sdpa(q, k, v, past)
         return self.out_proj(o.transpose(1, 2).reshape(B, T, -1))

@@ -81,6 +81,21 @@ def test_resume_continues_exactly(tmp_path):
     assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in full["history"]], rel=1e-5)
 
 
+def test_init_from_starts_from_the_checkpoint_weights_and_refuses_another_model(tmp_path):
+    val = make_validation_set(SyntheticMixtures(1, 1.0, seed=5), 1)
+    train_speech(_cfg(tmp_path, steps=2, val_every=2, val_items=1, save_dtype="float32"), FixedSet(), val, progress=False)
+    source, _ = load_speech_model(tmp_path / "run" / "best")
+    cfg = _cfg(tmp_path, steps=1, val_every=1, val_items=1, lr=1e-12, out=str(tmp_path / "more"),
+               init_from=str(tmp_path / "run"), save_dtype="float32")
+    train_speech(cfg, FixedSet(), val, progress=False)
+    further, _ = load_speech_model(tmp_path / "more" / "last")
+    for (name, a), (_, b) in zip(source.state_dict().items(), further.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9, msg=name)  # lr 1e-12: one step moves nothing
+    other = _cfg(tmp_path, steps=1, out=str(tmp_path / "other"), init_from=str(tmp_path / "run"), model="fullsubnet")
+    with pytest.raises(ValueError, match="--init-from .* does not match"):
+        train_speech(other, FixedSet(), val, progress=False)
+
+
 def test_drop_band_matches_full_forward_on_kept_bins():
     model = FullSubNet(fb_hidden_size=16, sb_hidden_size=8).eval()
     mag = torch.rand(3, 257, 9)

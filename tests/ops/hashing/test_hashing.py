@@ -5,6 +5,7 @@ import torch
 
 from linseq.ops.hashing import (
     attention_energy,
+    causal_rbf_features,
     fit_hash_bits,
     hash_agreement,
     hash_attn,
@@ -60,6 +61,51 @@ def test_linear_form_equals_quadratic_form(causal, normalizer, B, T, H, b, V):
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
     out32, _ = hash_attn(hq.float(), hk.float(), v.float(), causal=causal, normalizer=normalizer)
     torch.testing.assert_close(out32.double(), ref, rtol=1e-5, atol=1e-5)
+
+
+def _pieces(T):
+    """Random cut points splitting ``range(T)`` into 2-5 pieces, some of one token."""
+    cuts = sorted(set(torch.randint(1, T, (torch.randint(1, 5, ()).item(),)).tolist()) | {T - 1})
+    return list(zip([0] + cuts, cuts + [T]))
+
+
+def test_causal_rbf_features_carried_in_pieces_equal_one_call():
+    x, anchors, _, mvec = _hash_inputs(T=23)
+    whole = rbf_features(x, anchors, mvec, causal=True)
+    state, parts = None, []
+    for a, z in _pieces(23):
+        feats, state = causal_rbf_features(x[:, a:z], anchors, mvec, state)
+        parts.append(feats)
+    torch.testing.assert_close(torch.cat(parts, 1), whole, rtol=1e-12, atol=1e-12)
+    assert state.shape == (2, 3, 2) and torch.all(state[..., 1] == 23)
+
+
+@pytest.mark.parametrize("normalizer", ["consistent", "reference"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_causal_hash_attn_carried_in_pieces_equals_one_call(normalizer, dtype):
+    B, T, H, b, V = 2, 29, 3, 8, 5
+    hq, hk = _codes(B, T, H, b), _codes(B, T, H, b)
+    v = torch.randn(B, T, H, V, dtype=torch.float64)
+    ref, _ = hash_attn(hq, hk, v, causal=True, normalizer=normalizer, backend="naive")
+    state, parts = None, []
+    for a, z in _pieces(T):
+        o, state = hash_attn(hq[:, a:z].to(dtype), hk[:, a:z].to(dtype), v[:, a:z].to(dtype), causal=True,
+                             normalizer=normalizer, initial_state=state, output_final_state=True)
+        parts.append(o)
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(torch.cat(parts, 1).double(), ref, rtol=tol, atol=tol)
+    assert state.shape == (B, H, b + 1, V + 1)
+
+
+def test_hash_attn_state_needs_causal_linear_form_and_the_right_shape():
+    hq = hk = torch.ones(2, 5, 3, 8)
+    v = torch.ones(2, 5, 3, 4)
+    with pytest.raises(ValueError, match="causal=True"):
+        hash_attn(hq, hk, v, output_final_state=True)
+    with pytest.raises(ValueError, match="naive"):
+        hash_attn(hq, hk, v, causal=True, backend="naive", output_final_state=True)
+    with pytest.raises(ValueError, match=r"initial_state must be \[B,H,b\+1,V\+1\] = \[2, 3, 9, 5\]"):
+        hash_attn(hq, hk, v, causal=True, initial_state=torch.zeros(2, 3, 8, 4))
 
 
 def test_quadratic_form_matches_definition_by_loops():

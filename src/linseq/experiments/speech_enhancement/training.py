@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from linseq.experiments.speech_enhancement.checkpoint import (
-    build_model, load_training_state, save_speech_checkpoint,
+    build_model, load_speech_model, load_training_state, save_speech_checkpoint,
 )
 from linseq.experiments.speech_enhancement.metrics import available_metrics, evaluate_pairs, mean_metrics, selection_score
 from linseq.io import run_metadata, save_json
@@ -81,6 +81,7 @@ class TrainConfig:
     device: str = "auto"
     out: str = "runs/speech"
     resume: bool = False
+    init_from: str | None = None  # start from these weights (a checkpoint of the same model), fresh optimizer
     save_dtype: str = "float16"
     log_every: int = 20
 
@@ -258,6 +259,18 @@ def plot_history(history: list[dict[str, Any]], validations: list[dict[str, Any]
     return path
 
 
+def init_weights(model: SpeechMaskModel, path: str | Path) -> None:
+    """Copy the weights of the checkpoint at ``path`` into ``model`` (same architecture required), e.g. to train
+    a model further in a new run. ValueError (one line) when the checkpoint is another architecture."""
+    source, config = load_speech_model(path)
+    try:
+        model.load_state_dict(source.state_dict(), strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ValueError(f"--init-from {path}: its model ({config.get('model')}, "
+                         f"{config.get('sequence_model')}) does not match this run's ({first})") from None
+
+
 def train_speech(
     cfg: TrainConfig, train_set: Dataset, val_set: Sequence[tuple[np.ndarray, np.ndarray]], progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
@@ -286,6 +299,8 @@ def train_speech(
         step, elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
         history, validations, best = state.get("history", []), state.get("validations", []), state.get("best")
         resumed_ema = state.get("loss_ema")
+    elif cfg.init_from is not None:
+        init_weights(model, cfg.init_from)
     amp = resolve_amp(cfg.amp, model, device, drop_band)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")

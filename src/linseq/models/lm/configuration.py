@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-MIXER_TYPES = ("linear", "softmax")
-PATTERNS = ("linear", "hybrid", "softmax")
+MIXER_TYPES = ("linear", "softmax", "eco")
+PATTERNS = ("linear", "hybrid", "softmax", "eco")
+ECO_MODES = ("hash", "softmax")
 
 
 def mixer_pattern(pattern: str, num_layers: int, softmax_every: int = 8) -> list[str]:
     """Token-mixer type of each layer for a named pattern.
 
-    ``"linear"``: every layer Lightning. ``"softmax"``: every layer softmax. ``"hybrid"``: softmax at every
+    ``"linear"``: every layer Lightning. ``"softmax"``: every layer softmax. ``"eco"``: every layer EcoFormer
+    (:class:`linseq.layers.EcoAttention`, causal binary-code attention). ``"hybrid"``: softmax at every
     ``softmax_every``-th layer (1-based; layers 8, 16, ... as in MiniMax-01, arXiv 2501.08313), the rest Lightning;
     a stack shorter than ``softmax_every`` gets its last layer as softmax so that it is still a hybrid.
     """
@@ -38,14 +40,19 @@ class LinseqLMConfig(PretrainedConfig):
         head_dim: per-head width (default D // H).
         intermediate_size: GLU inner width (default 8/3·D rounded up to a multiple of 64).
         glu_activation: ``"none"`` (TransNormerLLM SGLU), ``"silu"`` (SwiGLU) or ``"gelu"``.
-        mixer_types: per-layer ``"linear"`` (Lightning) / ``"softmax"``; default built from ``attn_pattern``.
-        attn_pattern: ``"linear"``, ``"hybrid"`` or ``"softmax"`` (see :func:`mixer_pattern`).
+        mixer_types: per-layer ``"linear"`` (Lightning) / ``"softmax"`` / ``"eco"`` (EcoFormer); default built from
+            ``attn_pattern``.
+        attn_pattern: ``"linear"``, ``"hybrid"``, ``"softmax"`` or ``"eco"`` (see :func:`mixer_pattern`).
         softmax_every: period of softmax layers in the hybrid pattern (8 as in MiniMax-01).
         feature_map, decay, output_gate, attn_norm: options of :class:`linseq.layers.LightningAttention`.
         norm: block and final norm, ``"srms"`` (TransNormerLLM), ``"rms"`` or ``"layer"``.
         max_position_embeddings: longest sequence a softmax layer accepts (Lightning layers have no limit).
         rope_theta: rotary base of softmax layers.
         initializer_range: std of the normal init of linear and embedding weights.
+        eco_nbits, eco_num_anchors, eco_topk, eco_shared_qk, eco_normalizer, eco_fit_iterations: options of the
+            ``"eco"`` layers (:class:`linseq.layers.EcoAttention`; EcoFormer's 16 bits, 25 anchors, top-10 labels).
+        eco_mode: ``"hash"`` (binary codes, linear time, constant-size cache) or ``"softmax"`` (the same weights as
+            plain attention: the first phase of EcoFormer's schedule); ``linseq train`` switches it.
         attn_backend: Lightning backend for multi-token calls (``"auto"``: Triton on CUDA, chunk elsewhere).
         use_cache: return a :class:`LinseqCache` from forward by default (generation).
     """
@@ -73,6 +80,13 @@ class LinseqLMConfig(PretrainedConfig):
         max_position_embeddings: int = 4096,
         rope_theta: float = 10000.0,
         initializer_range: float = 0.02,
+        eco_nbits: int = 16,
+        eco_num_anchors: int = 25,
+        eco_topk: int = 10,
+        eco_shared_qk: bool = True,
+        eco_normalizer: str = "consistent",
+        eco_fit_iterations: int = 100,
+        eco_mode: str = "hash",
         attn_backend: str = "auto",
         tie_word_embeddings: bool = False,
         use_cache: bool = True,
@@ -93,6 +107,8 @@ class LinseqLMConfig(PretrainedConfig):
             raise ValueError(
                 f"mixer_types must list {num_hidden_layers} entries from {MIXER_TYPES}; got {mixer_types!r}"
             )
+        if eco_mode not in ECO_MODES:
+            raise ValueError(f"eco_mode must be one of {ECO_MODES}; got {eco_mode!r}")
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
@@ -112,6 +128,13 @@ class LinseqLMConfig(PretrainedConfig):
         self.max_position_embeddings = max_position_embeddings
         self.rope_theta = rope_theta
         self.initializer_range = initializer_range
+        self.eco_nbits = eco_nbits
+        self.eco_num_anchors = eco_num_anchors
+        self.eco_topk = eco_topk
+        self.eco_shared_qk = eco_shared_qk
+        self.eco_normalizer = eco_normalizer
+        self.eco_fit_iterations = eco_fit_iterations
+        self.eco_mode = eco_mode
         self.attn_backend = attn_backend
         self.use_cache = use_cache
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)

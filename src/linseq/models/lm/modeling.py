@@ -1,5 +1,5 @@
-"""linseq's causal LM as Hugging Face modules: Lightning (TransNormerLLM) and softmax layers in any pattern, with a
-generation cache of constant size per Lightning layer."""
+"""linseq's causal LM as Hugging Face modules: Lightning (TransNormerLLM), softmax and EcoFormer layers in any
+pattern, with a generation cache of constant size per Lightning layer (and per EcoFormer layer in hash mode)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-from linseq.layers import GLU, KVCache, LightningAttention, SoftmaxAttention, make_norm
+from linseq.layers import GLU, EcoAttention, EcoCache, KVCache, LightningAttention, SoftmaxAttention, make_norm
 from linseq.models.lm.configuration import LinseqLMConfig
 
 try:  # transformers >= 5: init functions that leave weights loaded from a checkpoint alone
@@ -21,7 +21,8 @@ except ImportError:  # pragma: no cover - transformers 4.x
 
 class LinseqCache(Cache):
     """Generation cache: a ``[B, H, head_dim, head_dim]`` float32 state per Lightning layer (its size does not
-    depend on the sequence length) and a growing :class:`linseq.layers.KVCache` per softmax layer."""
+    depend on the sequence length), a growing :class:`linseq.layers.KVCache` per softmax layer and an
+    :class:`linseq.layers.EcoCache` per EcoFormer layer (constant size in hash mode)."""
 
     is_compileable = False
 
@@ -29,7 +30,9 @@ class LinseqCache(Cache):
         super().__init__(layers=[])
         self.mixer_types = list(mixer_types)
         self.states: list[torch.Tensor | None] = [None] * len(mixer_types)
-        self.kv: list[KVCache | None] = [KVCache() if t == "softmax" else None for t in mixer_types]
+        self.kv: list[KVCache | EcoCache | None] = [
+            KVCache() if t == "softmax" else EcoCache() if t == "eco" else None for t in mixer_types
+        ]
         self.seen_tokens = 0
 
     def __len__(self) -> int:
@@ -68,9 +71,13 @@ class LinseqCache(Cache):
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         if self.seen_tokens:
-            first = self.states[0] if self.states[0] is not None else self.kv[0].keys
-            index = torch.arange(first.shape[0], device=first.device).repeat_interleave(repeats)
-            self.select_batch(index)
+            self.select_batch(torch.arange(self.batch_size()).repeat_interleave(repeats))
+
+    def batch_size(self) -> int | None:
+        """Rows held (None before the first forward)."""
+        sizes = [s.shape[0] for s in self.states if s is not None]
+        sizes += [kv.batch_size for kv in self.kv if kv is not None and kv.batch_size is not None]
+        return sizes[0] if sizes else None
 
     def crop(self, max_length: int) -> None:
         raise NotImplementedError("a Lightning state cannot be rolled back; assisted decoding is not supported")
@@ -95,6 +102,13 @@ class LinseqBlock(nn.Module):
                 output_gate=config.output_gate, norm=config.attn_norm, norm_eps=config.norm_eps,
                 backend=config.attn_backend,
             )
+        elif self.mixer_type == "eco":
+            self.attn = EcoAttention(
+                d, config.num_attention_heads, head_dim=config.head_dim, nbits=config.eco_nbits,
+                num_anchors=config.eco_num_anchors, topk=config.eco_topk, shared_qk=config.eco_shared_qk,
+                causal=True, normalizer=config.eco_normalizer, mode=config.eco_mode,
+                fit_iterations=config.eco_fit_iterations, bias=False,
+            )
         else:
             self.attn = SoftmaxAttention(
                 d, config.num_attention_heads, config.head_dim,
@@ -110,7 +124,7 @@ class LinseqBlock(nn.Module):
             y, new_state = self.attn(h, state, output_state=cache is not None)
             if cache is not None:
                 cache.states[self.layer_idx] = new_state
-        else:
+        else:  # softmax and eco layers update their cache object in place
             y = self.attn(h, cache.kv[self.layer_idx] if cache is not None else None)
         x = x + y
         return x + self.mlp(self.mlp_norm(x))

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from linseq.data.text import TextCorpus, evenly_spaced_windows, load_text_corpus, sample_windows
 from linseq.io import run_metadata, save_json
+from linseq.layers import fit_model_hashes, set_attention_mode
 from linseq.models.lm.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint
 from linseq.models.lm.modeling import LinseqForCausalLM, count_parameters
 from linseq.models.lm.presets import Preset, preset_config
@@ -44,6 +45,7 @@ class TrainOptions:
     resume: bool = False
     device: str = "auto"
     progress: bool = True
+    eco_softmax_steps: int | None = None  # EcoFormer layers: steps in softmax mode before the hash fit (None: half)
     model_overrides: dict[str, Any] | None = None  # extra LinseqLMConfig fields (Python API; benchmarks, tests)
 
 
@@ -93,6 +95,40 @@ def validation_bits_per_byte(
         count += w.shape[0]
     model.train(was_training)
     return total / count / math.log(2.0)
+
+
+def eco_switch_step(options: TrainOptions, config: Any, preset: Preset) -> int | None:
+    """Step at which EcoFormer layers leave softmax mode: their hashes are fitted on that step's batch and training
+    continues in hash mode (EcoFormer's schedule: full attention, fit, fine-tune). None when there is no eco layer."""
+    if "eco" not in config.mixer_types:
+        if options.eco_softmax_steps is not None:
+            raise ValueError("--eco-softmax-steps applies only to models with EcoFormer layers (--pattern eco)")
+        return None
+    if options.eco_softmax_steps is None:
+        return preset.steps // 2
+    if options.eco_softmax_steps < 0 or options.eco_softmax_steps > preset.steps:
+        raise ValueError(f"--eco-softmax-steps must be in [0, {preset.steps}]; got {options.eco_softmax_steps}")
+    return options.eco_softmax_steps
+
+
+def set_eco_mode(model: torch.nn.Module, mode: str) -> None:
+    """Put every EcoFormer layer in ``mode`` and record it in the config (so a saved checkpoint loads in it)."""
+    set_attention_mode(model, mode)
+    model.config.eco_mode = mode
+
+
+def fit_eco_hashes(model: torch.nn.Module, windows: torch.Tensor, autocast: bool, seed: int) -> dict[str, float]:
+    """Fit every EcoFormer layer's hash on ``windows [B, T+1]`` and switch to hash mode; returns the mean agreement
+    with the layers' own softmax attention before (random hyperplanes) and after fitting. The anchor draw uses its
+    own generator seeded by ``seed``, so a resumed run fits exactly as an uninterrupted one."""
+    device = windows.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            fits = fit_model_hashes(model, input_ids=windows[:, :-1], use_cache=False)
+    set_eco_mode(model, "hash")
+    mean = lambda key: sum(sum(f[key]) / len(f[key]) for f in fits) / len(fits)  # noqa: E731
+    return {"agreement_random": mean("agreement_random"), "agreement_fitted": mean("agreement_fitted")}
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -160,10 +196,12 @@ def train_lm(
         raise ValueError(f"corpus too small: {corpus.val.numel()} validation bytes")
     val_windows = evenly_spaced_windows(corpus.val, preset.eval_batches * preset.batch_size, val_len)
 
+    switch = eco_switch_step(options, config, preset)
     torch.manual_seed(options.seed)
     model = LinseqForCausalLM(config).to(device)
     optimizer = make_optimizer(model, preset)
     history: list[dict[str, Any]] = []
+    eco_fit: dict[str, Any] | None = None
     start, tokens_seen, elapsed_before = 0, 0, 0.0
     if options.resume:
         try:
@@ -178,6 +216,7 @@ def train_lm(
                 raise ValueError(f"--resume: checkpoint in {ckpt} was trained with a different layer pattern")
             start, tokens_seen = int(state["step"]), int(state["tokens_seen"])
             history, elapsed_before = state.get("history", []), float(state.get("elapsed_s", 0.0))
+            eco_fit = state.get("eco_fit")
             if is_main:
                 print(f"linseq train: resuming {ckpt} at step {start}")
 
@@ -188,18 +227,38 @@ def train_lm(
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = device.type == "cuda"
     tokens_per_step = preset.batch_size * preset.seq_len * world
+    if switch is not None:
+        set_eco_mode(model, "softmax" if start < switch else "hash")
+
+    def train_windows(step: int) -> torch.Tensor:
+        return sample_windows(
+            corpus.train, preset.batch_size, preset.seq_len + 1, batch_generator(options.seed, step, rank, world)
+        ).to(device, non_blocking=True)
+
+    def maybe_fit(step: int) -> None:
+        nonlocal eco_fit
+        if switch == step and step < preset.steps:
+            fit_seed = options.seed * 1_000_003 + step
+            eco_fit = {"step": step, **fit_eco_hashes(model, train_windows(step), autocast, fit_seed)}
+            if is_main:
+                print(f"linseq train: EcoFormer hashes fitted at step {step} (agreement with softmax attention "
+                      f"{eco_fit['agreement_random']:.3f} random -> {eco_fit['agreement_fitted']:.3f} fitted); "
+                      "hash mode from here")
 
     def trainer_state(step: int, elapsed: float) -> dict[str, Any]:
         return {
             "step": step, "tokens_seen": tokens_seen, "elapsed_s": elapsed, "history": history,
             "preset": options.preset, "schedule": asdict(preset), "options": asdict(options),
             "model_config": config.to_dict(), "corpus": corpus.summary(), "world_size": world,
+            "eco_softmax_steps": switch, "eco_fit": eco_fit,
         }
 
     bar = tqdm(
         total=preset.steps, initial=start, disable=not (is_main and options.progress), unit="step",
         desc=f"train {options.preset}", dynamic_ncols=True,
     )
+    if start == 0:
+        maybe_fit(0)
     if start == 0 and not history:  # the untrained model's score, so the drop is visible
         history.append({
             "step": 0, "tokens": 0, "lr": 0.0, "train_loss_nats": None, "grad_norm": None,
@@ -210,9 +269,9 @@ def train_lm(
     t_start = time.perf_counter()
     window_t, window_tokens = t_start, 0
     for step in range(start, preset.steps):
-        windows = sample_windows(
-            corpus.train, preset.batch_size, preset.seq_len + 1, batch_generator(options.seed, step, rank, world)
-        ).to(device, non_blocking=True)
+        if step:
+            maybe_fit(step)
+        windows = train_windows(step)
         lr = lr_at(step, preset)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -259,7 +318,11 @@ def train_lm(
     }
     if is_main:
         save_json(out / "metrics.json", summary)
-        plot_history(history, out / "loss.png", title=f"linseq train {options.preset} ({', '.join(sorted(set(config.mixer_types)))})")
+        plot_history(
+            history, out / "loss.png",
+            title=f"linseq train {options.preset} ({', '.join(sorted(set(config.mixer_types)))})",
+            switch_tokens=None if switch is None else switch * tokens_per_step,
+        )
     if world > 1:
         import torch.distributed as dist
 
@@ -267,8 +330,11 @@ def train_lm(
     return summary
 
 
-def plot_history(history: list[dict[str, Any]], path: Path, title: str = "") -> Path | None:
-    """Validation bits per byte against training tokens, as a PNG."""
+def plot_history(
+    history: list[dict[str, Any]], path: Path, title: str = "", switch_tokens: int | None = None
+) -> Path | None:
+    """Validation bits per byte against training tokens, as a PNG; ``switch_tokens`` marks where EcoFormer layers
+    switched from softmax to hash mode."""
     if not history:
         return None
     import matplotlib
@@ -278,6 +344,9 @@ def plot_history(history: list[dict[str, Any]], path: Path, title: str = "") -> 
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot([h["tokens"] for h in history], [h["val_bpb"] for h in history], marker="o")
+    if switch_tokens is not None:
+        ax.axvline(switch_tokens, color="gray", linestyle="--", linewidth=1, label="EcoFormer hash fit")
+        ax.legend(fontsize=8)
     ax.set_xlabel("training tokens (bytes)")
     ax.set_ylabel("validation bits per byte")
     ax.set_title(title, fontsize=9)

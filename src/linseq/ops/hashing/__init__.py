@@ -19,7 +19,7 @@ import torch
 
 from linseq.ops.hashing.energy import PJ_PER_ADD, PJ_PER_MUL, attention_energy
 from linseq.ops.hashing.fitting import fit_hash_bits, hash_agreement, similarity_labels
-from linseq.ops.hashing.kernel import hash_codes, rbf_features, sign_ste
+from linseq.ops.hashing.kernel import causal_rbf_features, hash_codes, rbf_features, sign_ste
 from linseq.ops.hashing.linear import causal_hash_attn, noncausal_hash_attn
 from linseq.ops.hashing.naive import naive_hash_attn
 
@@ -31,6 +31,7 @@ __all__ = [
     "hash_agreement",
     "attention_energy",
     "rbf_features",
+    "causal_rbf_features",
     "hash_codes",
     "sign_ste",
     "NORMALIZERS",
@@ -103,7 +104,9 @@ def hash_attn(
     bias: float | None = None,
     backend: str = "auto",
     lightning_backend: str = "auto",
-) -> tuple[torch.Tensor, None]:
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Attention from binary codes, linear in T.
 
     Similarity ``sim_ij = h(q_i)·h(k_j) + c`` with ``c = bias`` (default ``b + 1``, so ``sim >= 1``).
@@ -123,9 +126,13 @@ def hash_attn(
         bias: the constant ``c`` > 0; None for ``b + 1``.
         backend: ``"auto"``/``"linear"`` (O(T·b·V)) or ``"naive"`` (explicit T×T matrix, the reference).
         lightning_backend: passed to the Lightning op in the causal linear form.
+        initial_state: causal only: ``[B, H, b+1, V+1]`` float32 prefix sums of earlier tokens (from a previous
+            call's ``output_final_state``), so a sequence can be processed in pieces or decoded token by token.
+        output_final_state: causal only: also return that state after the last token.
 
     Returns:
-        ``(o, None)``: o ``[B, T, H, V]`` in v's dtype (accumulated in float32); no recurrent state is returned.
+        ``(o, state)``: o ``[B, T, H, V]`` in v's dtype (accumulated in float32); state ``[B, H, b+1, V+1]`` float32
+        when ``output_final_state``, else None.
     """
     for name, t in (("hq", hq), ("hk", hk), ("v", v)):
         _require_tensor(name, t)
@@ -154,8 +161,23 @@ def hash_attn(
     if bias <= nbits:
         # h_q·h_k >= −b, so c <= b allows zero or negative similarities and a normaliser that can vanish.
         raise ValueError(f"bias must exceed the number of bits b={nbits} so that every similarity is positive; got {bias}")
+    if initial_state is not None or output_final_state:
+        if not causal:
+            raise ValueError("initial_state and output_final_state need causal=True (a non-causal sum has no prefix)")
+        if backend == "naive":
+            raise ValueError("initial_state and output_final_state need backend='auto' or 'linear', not 'naive'")
+    if initial_state is not None:
+        B, _, H, _ = hq.shape
+        want = (B, H, nbits + 1, v.shape[-1] + 1)
+        if not isinstance(initial_state, torch.Tensor) or tuple(initial_state.shape) != want:
+            got = tuple(initial_state.shape) if isinstance(initial_state, torch.Tensor) else type(initial_state).__name__
+            raise ValueError(f"initial_state must be [B,H,b+1,V+1] = {list(want)}; got {got}")
+        if initial_state.dtype not in (torch.float32, torch.float64) or initial_state.device != v.device:
+            raise ValueError(
+                f"initial_state must be float32 on {v.device}; got {initial_state.dtype} on {initial_state.device}"
+            )
     if backend == "naive":
         return naive_hash_attn(hq, hk, v, causal, normalizer, bias), None
     if causal:
-        return causal_hash_attn(hq, hk, v, normalizer, bias, lightning_backend), None
+        return causal_hash_attn(hq, hk, v, normalizer, bias, lightning_backend, initial_state, output_final_state)
     return noncausal_hash_attn(hq, hk, v, normalizer, bias), None
