@@ -7,6 +7,15 @@ run's results JSON, so render_speech_table.py shows them with their provenance.
 Each EVAL.json is an ``eval_<name>.json`` written by ``linseq speech eval --out``; ``<name>`` becomes the row. With
 ``--manifest``, an evaluation is accepted only if its test set's manifest equals the run's (the pools folder path
 aside; the copy beside EVAL.json is used when there is one), so every row is measured on the same clips.
+
+A model trained further over several runs (``linseq speech train --init-from``) enters as its own row:
+
+    python benchmarks/merge_speech_evals.py RESULTS.json LAST_RUN/eval/eval_fast_m2_lightning.json \
+        --name fast_m2_lightning_more --chain RUN1/metrics.json RUN2/metrics.json RUN3/metrics.json ...
+
+``--chain`` lists each run's training metrics in order; the steps up to each run's best checkpoint (the one the
+next run started from) are summed into the row's label and training entry. ``--complexity`` adds a
+``linseq speech rtf`` JSON (GPU real-time factors) with its provenance.
 """
 
 from __future__ import annotations
@@ -45,14 +54,50 @@ def merge(run: dict, evals: list[Path], manifest: Path | None) -> dict:
     return run
 
 
+def chained_training(metrics: list[Path]) -> dict:
+    """Training entry of a model trained over chained runs: steps to each run's best checkpoint, summed."""
+    runs = [json.loads(m.read_text()) for m in metrics]
+    steps = [int(r["best"]["step"]) for r in runs]
+    return {"steps": sum(steps), "steps_per_run": steps, "batch_size": runs[-1]["config"]["batch_size"],
+            "seeds": [r["config"].get("seed") for r in runs], "best": runs[-1]["best"],
+            "parameters": runs[-1].get("parameters")}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="results.json of the GPU run")
     p.add_argument("evals", type=Path, nargs="+", help="eval_<name>.json files")
     p.add_argument("--manifest", type=Path, default=None, help="the run's test_set_manifest.json")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--name", default=None, help="row name for a single EVAL.json (default: from its file name)")
+    p.add_argument("--chain", type=Path, nargs="+", default=None,
+                   help="metrics.json of each chained training run, in order (needs --name)")
+    p.add_argument("--complexity", type=Path, default=None, help="complexity.json with GPU real-time factors")
     args = p.parse_args()
-    merged = merge(json.loads(args.run.read_text()), args.evals, args.manifest)
+    run = json.loads(args.run.read_text())
+    if args.name:
+        if len(args.evals) != 1:
+            raise SystemExit("--name needs exactly one EVAL.json")
+        renamed = Path("/tmp") / f"eval_{args.name}.json"
+        data = json.loads(args.evals[0].read_text())
+        if args.chain:
+            t = chained_training(args.chain)
+            data["label"] += f", trained further ({len(args.chain)} runs, {t['steps']:,} steps)"
+            run.setdefault("training", {})[args.name] = t
+        renamed.write_text(json.dumps(data))
+        for folder in (args.evals[0].parent, args.evals[0].parent.parent):  # a GPU run keeps it beside eval/
+            if (folder / "test_set_manifest.json").is_file():
+                (Path("/tmp") / "test_set_manifest.json").write_text((folder / "test_set_manifest.json").read_text())
+                break
+        args.evals = [renamed]
+    if args.complexity:
+        c = json.loads(args.complexity.read_text())
+        run["complexity"] = c
+        meta = c.get("meta", {})
+        run["complexity_source"] = (f"{meta.get('device', '?')}, {str(meta.get('date', '?'))[:10]}, "
+                                    f"commit {meta.get('commit', '?')}")
+        run.get("failures", {}).pop("rtf", None)
+    merged = merge(run, args.evals, args.manifest)
     args.out.write_text(json.dumps(merged, indent=1, default=str))
     print(f"wrote {args.out}: {', '.join(merged['evals'])}")
 

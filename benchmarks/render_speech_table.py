@@ -96,6 +96,14 @@ def render(summary: dict[str, Any], cpu: dict[str, Any] | None = None, short: bo
         lines += ["", "Evaluated after the run (same test set, checked by its manifest): " + "; ".join(
             f"{summary['evals'][k]['label']}: {v}" for k, v in summary["eval_sources"].items() if k in summary["evals"])
             + "."]
+    for key, t in summary.get("training", {}).items():
+        if t.get("steps_per_run") and key in summary.get("evals", {}):
+            lines += ["", f"{summary['evals'][key]['label']}: each run started from the previous run's best checkpoint "
+                          f"(`linseq speech train --init-from`, fresh optimizer, new seed: {t['seeds']}); steps to each "
+                          f"best checkpoint: {', '.join(f'{n:,}' for n in t['steps_per_run'])}."]
+    if summary.get("complexity_source"):
+        lines += ["", f"RTF GPU column: {summary['complexity_source']} (`linseq speech rtf --no-cpu`, 10 s of audio, "
+                      "one model on the device at a time)."]
     if cpu:
         lines += ["", f"CPU columns: {cpu.get('cpu', '?')}, one thread, {_f(cpu.get('audio_seconds'), 0)} s of audio "
                       f"(`benchmarks/results/speech/cpu/complexity.json`). RTF = processing time / audio time."]
