@@ -31,26 +31,32 @@ def _manifest_key(path: Path) -> dict:
     return data
 
 
-def merge(run: dict, evals: list[Path], manifest: Path | None) -> dict:
-    """``run`` with ``evals`` added under ``run["evals"]`` and their origin under ``run["eval_sources"]``."""
+def merge(run: dict, evals: list[Path], manifest: Path | None, name: str | None = None, label_suffix: str = "") -> dict:
+    """``run`` with ``evals`` added under ``run["evals"]`` and their origin under ``run["eval_sources"]``.
+
+    ``name`` (one evaluation only) replaces the row name taken from the file name; ``label_suffix`` is appended to
+    each row's label."""
+    if name is not None and len(evals) != 1:
+        raise SystemExit("--name needs exactly one EVAL.json")
     reference = _manifest_key(manifest) if manifest else None
     run.setdefault("evals", {})
     sources = run.setdefault("eval_sources", {})
     for path in evals:
-        name = path.stem.removeprefix("eval_")
+        row = name or path.stem.removeprefix("eval_")
         data = json.loads(path.read_text())
         data.pop("per_clip", None)
+        data["label"] += label_suffix
         if reference is not None:
-            # the manifest saved beside the evaluation (a GPU run's copy), else the test set's own
-            test_manifest = path.parent / "test_set_manifest.json"
-            if not test_manifest.is_file():
-                test_manifest = Path(data.get("test_set", "")) / "manifest.json"
+            # the manifest saved beside the evaluation or beside its eval/ folder (a GPU run's copy), else the
+            # test set's own
+            beside = [d / "test_set_manifest.json" for d in (path.parent, path.parent.parent)]
+            test_manifest = next((m for m in beside if m.is_file()), Path(data.get("test_set", "")) / "manifest.json")
             if not test_manifest.is_file() or _manifest_key(test_manifest) != reference:
                 raise SystemExit(f"{path}: its test set ({test_manifest}) differs from the run's; not merged")
-        run["evals"][name] = data
+        run["evals"][row] = data
         meta = data.get("meta", {})
-        sources[name] = f"{meta.get('device', '?')}, {str(meta.get('date', '?'))[:10]}, commit {meta.get('commit', '?')}"
-        run.get("failures", {}).pop(f"eval {name}", None)
+        sources[row] = f"{meta.get('device', '?')}, {str(meta.get('date', '?'))[:10]}, commit {meta.get('commit', '?')}"
+        run.get("failures", {}).pop(f"eval {row}", None)
     return run
 
 
@@ -75,21 +81,13 @@ def main() -> None:
     p.add_argument("--complexity", type=Path, default=None, help="complexity.json with GPU real-time factors")
     args = p.parse_args()
     run = json.loads(args.run.read_text())
-    if args.name:
-        if len(args.evals) != 1:
-            raise SystemExit("--name needs exactly one EVAL.json")
-        renamed = Path("/tmp") / f"eval_{args.name}.json"
-        data = json.loads(args.evals[0].read_text())
-        if args.chain:
-            t = chained_training(args.chain)
-            data["label"] += f", trained further ({len(args.chain)} runs, {t['steps']:,} steps)"
-            run.setdefault("training", {})[args.name] = t
-        renamed.write_text(json.dumps(data))
-        for folder in (args.evals[0].parent, args.evals[0].parent.parent):  # a GPU run keeps it beside eval/
-            if (folder / "test_set_manifest.json").is_file():
-                (Path("/tmp") / "test_set_manifest.json").write_text((folder / "test_set_manifest.json").read_text())
-                break
-        args.evals = [renamed]
+    suffix = ""
+    if args.chain:
+        if not args.name:
+            raise SystemExit("--chain needs --name (the row of the model trained further)")
+        t = chained_training(args.chain)
+        suffix = f", trained further ({len(args.chain)} runs, {t['steps']:,} steps)"
+        run.setdefault("training", {})[args.name] = t
     if args.complexity:
         c = json.loads(args.complexity.read_text())
         run["complexity"] = c
@@ -97,7 +95,7 @@ def main() -> None:
         run["complexity_source"] = (f"{meta.get('device', '?')}, {str(meta.get('date', '?'))[:10]}, "
                                     f"commit {meta.get('commit', '?')}")
         run.get("failures", {}).pop("rtf", None)
-    merged = merge(run, args.evals, args.manifest)
+    merged = merge(run, args.evals, args.manifest, args.name, suffix)
     args.out.write_text(json.dumps(merged, indent=1, default=str))
     print(f"wrote {args.out}: {', '.join(merged['evals'])}")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from linseq.layers.ecoformer import MODES as ECO_MODES
+
 MIXER_TYPES = ("linear", "softmax", "eco")
 PATTERNS = ("linear", "hybrid", "softmax", "eco")
-ECO_MODES = ("hash", "softmax")
 
 
 def mixer_pattern(pattern: str, num_layers: int, softmax_every: int = 8) -> list[str]:
