@@ -19,6 +19,11 @@ Environment:
                      earlier run on the same test set, same pools manifest, has them)
   SPEECH_INIT_FROM   folder holding <model name>/ checkpoints: each training starts from those weights (train further)
   SPEECH_SEED        training seed (default 0; give a new one with SPEECH_INIT_FROM for fresh mixtures)
+  SPEECH_TRAIN_ARGS  extra `linseq speech train` arguments for every training, e.g. "--lr 6e-4 --lr-schedule cosine
+                     --warmup-steps 200" (split on spaces)
+  SPEECH_EVAL_ONLY   space-separated NAME=FOLDER checkpoints evaluated without training (after the trainings end,
+                     beside their evaluations), e.g. a carried FullSubNet checkpoint
+  SPEECH_RTF         1 (default) measures GPU real-time factors at the end; 0 skips them
   SPEECH_WORKERS     DataLoader workers per training (default: the table below, split for four at once)
   SPEECH_EVAL_WORKERS  metric processes per evaluation (default 4)
   CPU cores: 16 assumed; DataLoader workers are split between the trainings.
@@ -162,7 +167,7 @@ def main() -> int:
         workers = int(os.environ.get("SPEECH_WORKERS", workers))
         if init_dir:
             args = [*args, "--init-from", str(Path(init_dir).resolve() / name)]
-        args = [*args, "--seed", seed]
+        args = [*args, "--seed", seed, *os.environ.get("SPEECH_TRAIN_ARGS", "").split()]
         trains[name] = Job(f"train {name}", linseq(
             "speech", "train", "--preset", preset, *args, "--data", str(pools), "--out", str(runs / name),
             "--minutes", str(minutes), "--workers", str(workers), "--val-every", "1000000",
@@ -183,9 +188,19 @@ def main() -> int:
     else:
         summary["failures"]["test_set"] = f"rc={build.rc}"
 
-    # 4. each model is evaluated as soon as its training ends
+    # 4. each model is evaluated as soon as its training ends; the SPEECH_EVAL_ONLY checkpoints once all have ended
+    def eval_checkpoint(name: str, ckpt: Path) -> Job:
+        return Job(f"eval {name}", linseq(
+            "speech", "eval", "--checkpoint", str(ckpt), "--name", name, "--test-set", str(test_dir),
+            "--out", str(out / "eval"), "--workers", os.environ.get("SPEECH_EVAL_WORKERS", "4"), "--no-progress",
+            "--device", "auto"), out / "logs" / f"eval_{name}.log", deadline)
+
+    eval_only = {}
+    for item in os.environ.get("SPEECH_EVAL_ONLY", "").split():
+        name, _, folder = item.partition("=")
+        eval_only[name] = Path(folder).resolve()
     pending = dict(trains)
-    while pending or any(j.poll() is None for j in evals.values()):
+    while pending or eval_only or any(j.poll() is None for j in evals.values()):
         for name, job in list(pending.items()):
             if job.poll() is None:
                 continue
@@ -202,17 +217,21 @@ def main() -> int:
             if name in keep:
                 shutil.copytree(ckpt, out / "checkpoints" / name, dirs_exist_ok=True)
             if build.rc == 0:
-                evals[name] = Job(f"eval {name}", linseq(
-                    "speech", "eval", "--checkpoint", str(ckpt), "--name", name, "--test-set", str(test_dir),
-                    "--out", str(out / "eval"), "--workers", os.environ.get("SPEECH_EVAL_WORKERS", "4"), "--no-progress",
-                    "--device", "auto"),
-                    out / "logs" / f"eval_{name}.log", deadline)
+                evals[name] = eval_checkpoint(name, ckpt)
+        if not pending and eval_only:
+            for name, folder in eval_only.items() if build.rc == 0 else ():
+                evals[name] = eval_checkpoint(name, folder)
+            eval_only = {}
         time.sleep(2)
     for name, job in evals.items():
         if job.rc != 0:
             summary["failures"][f"eval {name}"] = f"rc={job.rc}"
 
     # 5. GPU real-time factors (after the evaluations, so the GPU is free)
+    if os.environ.get("SPEECH_RTF", "1") == "0":
+        gather(out, names, summary)
+        log(f"wrote {out}/results.json, results.md, checkpoints/{' '.join(keep)} (no RTF: SPEECH_RTF=0)")
+        return 0 if not summary["failures"] else 1
     rtf = Job("rtf", linseq("speech", "rtf", "--no-cpu", "--out", str(out), "--repeats", "5", "--no-progress",
                             "--seconds", "10"),
               out / "logs" / "rtf.log", min(deadline, time.time() + 120))

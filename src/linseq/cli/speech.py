@@ -63,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (budget)")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget in minutes (validation included)")
     p.add_argument("--batch-size", type=int, default=None, help="default: preset (gpu: 72 Fast, 32 FullSubNet)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3, as published)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
+                   help="constant (default, as published) or cosine: decay from --lr to --lr-min over the budget "
+                        "(steps, or wall time with --minutes alone)")
+    p.add_argument("--lr-min", type=float, default=None, help="end of the cosine decay (default 1e-5)")
+    p.add_argument("--warmup-steps", type=int, default=None,
+                   help="linear learning-rate warm-up steps (default 0; useful with --init-from)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: preset)")
     p.add_argument("--val-every", type=int, default=None, help="validation and checkpoint period in steps")
     p.add_argument("--val-every-seconds", type=float, default=None,
@@ -185,7 +192,8 @@ def _train(args: argparse.Namespace) -> int:
         steps=args.steps, max_minutes=args.minutes, batch_size=args.batch_size, num_workers=args.workers,
         val_every=args.val_every, val_every_seconds=args.val_every_seconds, val_items=args.val_items,
         amp=args.amp, drop_band=args.drop_band, device=args.device, seed=args.seed, resume=args.resume,
-        init_from=args.init_from,
+        init_from=args.init_from, lr=args.lr, lr_schedule=args.lr_schedule, lr_min=args.lr_min,
+        warmup_steps=args.warmup_steps,
     )
     if args.minutes is not None and args.steps is None:
         cfg.steps = None  # a time budget alone

@@ -1,6 +1,7 @@
 """Training reduces the loss on tiny synthetic data; drop-band; checkpoint round trip, errors, resume."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -10,7 +11,9 @@ from linseq.experiments.speech_enhancement.checkpoint import (
     build_model, find_checkpoint, load_speech_model, save_speech_checkpoint,
 )
 from linseq.experiments.speech_enhancement.synthetic import SyntheticMixtures
-from linseq.experiments.speech_enhancement.training import TrainConfig, crm_loss, make_validation_set, train_speech
+from linseq.experiments.speech_enhancement.training import (
+    TrainConfig, crm_loss, make_validation_set, scheduled_lr, train_speech,
+)
 from linseq.models.speech import FastFullSubNet, FullSubNet
 from linseq.models.speech.fullsubnet import gather_bins
 
@@ -94,6 +97,24 @@ def test_init_from_starts_from_the_checkpoint_weights_and_refuses_another_model(
     other = _cfg(tmp_path, steps=1, out=str(tmp_path / "other"), init_from=str(tmp_path / "run"), model="fullsubnet")
     with pytest.raises(ValueError, match="--init-from .* does not match"):
         train_speech(other, FixedSet(), val, progress=False)
+
+
+def test_cosine_schedule_with_warmup_reaches_lr_min_at_the_end_of_the_budget(tmp_path):
+    cfg = _cfg(tmp_path, steps=8, val_every=8, val_items=1, lr=2e-3, lr_schedule="cosine", lr_min=1e-4,
+               warmup_steps=3)
+    result = train_speech(cfg, FixedSet(), make_validation_set(SyntheticMixtures(1, 1.0, seed=5), 1), progress=False)
+    lrs = [h["lr"] for h in result["history"]]  # log_every=1: the lr of each of the 8 steps
+    expected = [(1e-4 + 0.95e-3 * (1 + math.cos(math.pi * s / 8))) * min(1.0, (s + 1) / 3) for s in range(8)]
+    assert lrs == pytest.approx(expected, rel=1e-12)
+    assert lrs[0] == pytest.approx(2e-3 / 3) and max(lrs) < 2e-3 and lrs[-1] < 2e-4
+    # a wall-time budget: progress is the elapsed fraction; the constant schedule ignores it
+    cfg = _cfg(tmp_path, steps=None, max_minutes=1.0, lr=2e-3, lr_schedule="cosine", lr_min=0.0)
+    assert scheduled_lr(cfg, 10, 0.5) == pytest.approx(1e-3) and scheduled_lr(cfg, 10, 1.0) == 0.0
+    assert scheduled_lr(_cfg(tmp_path, lr=2e-3), 10, 0.9) == 2e-3
+    with pytest.raises(ValueError, match="lr_min <= lr"):
+        train_speech(_cfg(tmp_path, lr_schedule="cosine", lr=1e-4, lr_min=1e-3), FixedSet(), [], progress=False)
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        train_speech(_cfg(tmp_path, lr_schedule="step"), FixedSet(), [], progress=False)
 
 
 def test_drop_band_matches_full_forward_on_kept_bins():

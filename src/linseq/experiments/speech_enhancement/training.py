@@ -2,7 +2,10 @@
 
 - Loss: MSE between the predicted and the target **compressed** cRM (K = 10, C = 0.1), over all T-F bins and
   both real and imaginary parts. Target: ``build_crm(stft(noisy), stft(clean))``.
-- Adam, lr 1e-3, β = (0.9, 0.999), no schedule; gradient-norm clipping at 10.
+- Adam, lr 1e-3, β = (0.9, 0.999), no schedule (as published); gradient-norm clipping at 10. Optional beyond
+  the recipe: a linear warm-up over ``warmup_steps`` and ``lr_schedule="cosine"``, a cosine decay from ``lr`` to
+  ``lr_min`` over the budget (steps, or wall time for a ``max_minutes`` budget), for continuing a run from a
+  checkpoint without the divergence a fresh Adam at 1e-3 can show.
 - Batch 72 (Fast FullSubNet) / 32 (FullSubNet) of 3.072 s segments in the ``gpu`` preset.
 - FullSubNet trains with drop-band (2 groups): sample b runs its sub-band model only on the bins f ≡ b (mod 2),
   and the target is reduced the same way (:meth:`FullSubNet.forward_drop_band`). Inference uses every bin.
@@ -39,6 +42,7 @@ from linseq.models.speech import FullSubNet, SpeechMaskModel, apply_crm, build_c
 from linseq.models.speech.fullsubnet import gather_bins
 
 AMP_MODES = ("auto", "bf16", "fp16", "none")
+LR_SCHEDULES = ("constant", "cosine")
 
 # Small models for the `ci` preset: the layer sizes that the constructors expose, shrunk.
 TINY_MODEL_KWARGS = {"fast_fullsubnet": {"sb_hidden_size": 32}, "fullsubnet": {"fb_hidden_size": 64, "sb_hidden_size": 32}}
@@ -67,6 +71,9 @@ class TrainConfig:
     batch_size: int | None = None
     segment_seconds: float = 3.072
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # or "cosine": lr -> lr_min over the budget
+    lr_min: float = 1e-5
+    warmup_steps: int = 0
     clip_grad: float = 10.0
     steps: int | None = None
     max_minutes: float | None = None
@@ -113,12 +120,29 @@ class TrainConfig:
             raise ValueError(f"steps must be >= 1; got {self.steps}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be > 0; got {self.max_minutes}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}; got {self.lr_schedule!r}")
+        cosine = self.lr_schedule == "cosine"
+        if not self.lr > 0 or (cosine and not 0 <= self.lr_min <= self.lr) or self.warmup_steps < 0:
+            raise ValueError(f"need lr > 0, warmup_steps >= 0 and (cosine) 0 <= lr_min <= lr; got lr={self.lr}, "
+                             f"lr_min={self.lr_min}, warmup_steps={self.warmup_steps}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {AMP_MODES}; got {self.amp!r}")
         if self.save_dtype not in ("float16", "float32", "bfloat16"):
             raise ValueError(f"save_dtype must be float16, float32 or bfloat16; got {self.save_dtype!r}")
         if self.val_every < 1 or (self.batch_size is not None and self.batch_size < 1):
             raise ValueError(f"val_every and batch_size must be >= 1; got {self.val_every} and {self.batch_size}")
+
+
+def scheduled_lr(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Learning rate of optimizer step ``step + 1`` (0-based ``step`` steps done) at ``progress`` ∈ [0, 1] of the
+    budget: linear warm-up over ``cfg.warmup_steps``, then constant or cosine from ``cfg.lr`` to ``cfg.lr_min``."""
+    lr = cfg.lr
+    if cfg.lr_schedule == "cosine":
+        lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        lr *= (step + 1) / cfg.warmup_steps
+    return lr
 
 
 class _EpochView(Dataset):
@@ -320,6 +344,11 @@ def train_speech(
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - t_start
 
+    def progress() -> float:
+        """Fraction of the budget used: steps or wall time, whichever is further."""
+        by_steps = step / cfg.steps if cfg.steps is not None else 0.0
+        return max(by_steps, elapsed() / budget_s if math.isfinite(budget_s) else 0.0)
+
     def summary() -> dict[str, Any]:
         return {"config": settings, "meta": run_metadata(cfg.seed, str(device)), "steps": step,
                 "elapsed_s": elapsed(), "history": history, "validations": validations, "best": best,
@@ -351,6 +380,9 @@ def train_speech(
     try:
         while not done:
             noisy, clean = next(data)
+            lr = scheduled_lr(cfg, step, progress())
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             noisy = noisy.to(device, non_blocking=True).float()
             clean = clean.to(device, non_blocking=True).float()
             loss = crm_loss(model, noisy, clean, drop_band, amp_dtype)
@@ -369,7 +401,7 @@ def train_speech(
                 on_step(step, value)
             if step % cfg.log_every == 0:
                 now = time.perf_counter()
-                history.append({"step": step, "loss": loss_ema, "elapsed_s": round(elapsed(), 2)})
+                history.append({"step": step, "loss": loss_ema, "elapsed_s": round(elapsed(), 2), "lr": lr})
                 rate = (step - s_log) / max(now - t_log, 1e-9)
                 t_log, s_log = now, step
                 post = {"loss": f"{loss_ema:.4f}", "it/s": f"{rate:.2f}"}
