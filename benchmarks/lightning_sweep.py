@@ -21,9 +21,13 @@ from linseq.io import run_metadata
 from linseq.ops.lightning.triton import function as F
 
 # name -> settings of linseq.ops.lightning.triton.function (other sections run with the module's defaults)
-_SHIPPED = dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2)
+_SHIPPED = dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2, FWD_VALUE_BLOCK=None,
+                FWD_NUM_WARPS=None)
 VARIANTS = {
     "sep3": _SHIPPED,
+    # forward programs own 64-wide V slices: twice the programs, so the sequence split starts at 32K, not 16K
+    "fwdv64": {**_SHIPPED, "FWD_VALUE_BLOCK": 64},
+    "fwdv64_w8": {**_SHIPPED, "FWD_VALUE_BLOCK": 64, "FWD_NUM_WARPS": 8},
     "sep3_pps1": {**_SHIPPED, "PROGRAMS_PER_SM": 1},
     "fused64_s3": {**_SHIPPED, "DKDV_SEPARATE": False, "DKDV_BLOCK_T": 64},
 }

@@ -54,6 +54,19 @@ def _value_block(K: int, V: int) -> int:
     return min(_pow2(V), 64 if K <= 128 else 32)
 
 
+# Forward overrides for benchmarks/lightning_sweep.py: the V slice width of a forward program (None: the whole
+# state when it fits, as _value_block) and its warps (None: from the tile size).
+FWD_VALUE_BLOCK: int | None = None
+FWD_NUM_WARPS: int | None = None
+
+
+def _forward_value_block(K: int, V: int) -> int:
+    """Width of the V slice of a forward program. Slices re-read q and k (from L2 when the slices of one head
+    run together) but need no partial sums, so they multiply the programs without a sequence split."""
+    bv = _value_block(K, V)
+    return bv if FWD_VALUE_BLOCK is None else max(16, min(bv, FWD_VALUE_BLOCK))
+
+
 def _key_block(K: int, V: int) -> int:
     """Width of the K slice of the dq sweep (its state slice is [BK, V])."""
     return _pow2(K) if _pow2(K) * _pow2(V) <= MAX_STATE_TILE else min(_pow2(K), 64)
@@ -91,7 +104,8 @@ def make_plan(q: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor | None,
     max_len = max(max_len, 1)
     blocks = triton.cdiv(max_len, BLOCK_T)
     if num_segments is None:
-        num_segments = default_num_segments(N * H * triton.cdiv(V, _value_block(K, V)), blocks, _num_sms(q.device))
+        programs = N * H * triton.cdiv(V, _forward_value_block(K, V))
+        num_segments = default_num_segments(programs, blocks, _num_sms(q.device))
     num_segments = max(1, min(num_segments, blocks))
     seg_blocks = triton.cdiv(blocks, num_segments)
     num_segments = triton.cdiv(blocks, seg_blocks)
@@ -148,7 +162,7 @@ def lightning_forward(q, k, v, log_decay, scale, initial_state, output_final_sta
     g = log_decay.float().contiguous() if decay == 2 else None
     ld = log_decay.float().contiguous() if decay == 1 else None
     h0 = initial_state.float().contiguous() if initial_state is not None else None
-    BK, BV = _pow2(K), _value_block(K, V)
+    BK, BV = _pow2(K), _forward_value_block(K, V)
     N, NS = plan.num_seqs, plan.num_segments
     split = NS > 1
     o = torch.empty_like(vf)
@@ -158,9 +172,11 @@ def lightning_forward(q, k, v, log_decay, scale, initial_state, output_final_sta
         local = q.new_empty(N, H, NS, K, V, dtype=torch.float32)
         seg_start = q.new_empty(N, H, NS, K, V, dtype=torch.float32)
         seg_ld = q.new_empty(N, H, NS, dtype=torch.float32) if decay == 2 else None
+    launch = _launch(BK * BV, BLOCK_T * (2 * BK + BV) * q.element_size())
+    if FWD_NUM_WARPS is not None:
+        launch["num_warps"] = FWD_NUM_WARPS
     common = dict(T=T, H=H, K=K, V=V, NS=NS, SEG_LEN=plan.seg_len, BT=BLOCK_T, BK=BK, BV=BV, DECAY=decay,
-                  SPLIT=split, IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype),
-                  **_launch(BK * BV, BLOCK_T * (2 * BK + BV) * q.element_size()))
+                  SPLIT=split, IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype), **launch)
     grid = (triton.cdiv(V, BV), N * H, NS)
     if split:
         lightning_fwd_kernel[grid](
