@@ -60,12 +60,23 @@ def merge(run: dict, evals: list[Path], manifest: Path | None, name: str | None 
     return run
 
 
+def _schedule(config: dict) -> str:
+    """A run's learning rate in words: ``constant 0.001`` or ``cosine 0.0008 -> 2e-05, 300 warm-up steps``."""
+    text = f"{config.get('lr_schedule', 'constant')} {config.get('lr', 1e-3):g}"
+    if config.get("lr_schedule") == "cosine":
+        text += f" -> {config.get('lr_min'):g}"
+    if config.get("warmup_steps"):
+        text += f", {config['warmup_steps']} warm-up steps"
+    return text
+
+
 def chained_training(metrics: list[Path]) -> dict:
     """Training entry of a model trained over chained runs: steps to each run's best checkpoint, summed."""
     runs = [json.loads(m.read_text()) for m in metrics]
     steps = [int(r["best"]["step"]) for r in runs]
     return {"steps": sum(steps), "steps_per_run": steps, "batch_size": runs[-1]["config"]["batch_size"],
-            "seeds": [r["config"].get("seed") for r in runs], "best": runs[-1]["best"],
+            "seeds": [r["config"].get("seed") for r in runs], "schedules": [_schedule(r["config"]) for r in runs],
+            "best": runs[-1]["best"],
             "parameters": runs[-1].get("parameters")}
 
 

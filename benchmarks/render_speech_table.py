@@ -100,7 +100,9 @@ def render(summary: dict[str, Any], cpu: dict[str, Any] | None = None, short: bo
         if t.get("steps_per_run") and key in summary.get("evals", {}):
             lines += ["", f"{summary['evals'][key]['label']}: each run started from the previous run's best checkpoint "
                           f"(`linseq speech train --init-from`, fresh optimizer, new seed: {t['seeds']}); steps to each "
-                          f"best checkpoint: {', '.join(f'{n:,}' for n in t['steps_per_run'])}."]
+                          f"best checkpoint: {', '.join(f'{n:,}' for n in t['steps_per_run'])}"
+                          + (f"; learning rate per run: {'; '.join(t['schedules'])}" if t.get("schedules") else "")
+                          + "."]
     if summary.get("complexity_source"):
         lines += ["", f"RTF GPU column: {summary['complexity_source']} (`linseq speech rtf --no-cpu`, 10 s of audio, "
                       "one model on the device at a time)."]
@@ -128,7 +130,10 @@ def _test_size(summary: dict[str, Any]) -> str:
 
 
 def plot_results(summary: dict[str, Any], path: Path) -> Path | None:
-    """Bars of WB-PESQ, STOI and SI-SDR per system and subset -> PNG."""
+    """Horizontal bars of WB-PESQ, STOI and SI-SDR per system and subset, with the noisy input's values as
+    dashed lines (a bar past its line beats the noisy input) -> PNG."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,17 +142,27 @@ def plot_results(summary: dict[str, Any], path: Path) -> Path | None:
     systems = _systems(summary)
     if not systems:
         return None
-    labels = [summary["evals"][s]["label"].replace(" (baseline)", "").replace("Fast FullSubNet", "Fast") for s in systems]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    width = 0.38
+    labels = [textwrap.fill(summary["evals"][s]["label"].replace(" (baseline)", ""), 34) for s in systems]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 0.55 * len(systems) + 1.6), sharey=True)
+    height = 0.38
+    noisy = summary["evals"].get("noisy", {}).get("subsets", {})
     for ax, (metric, title) in zip(axes, (("WB_PESQ", "WB-PESQ"), ("STOI", "STOI"), ("SI_SDR", "SI-SDR (dB)"))):
         for k, (subset, short) in enumerate(SUBSETS):
             vals = [summary["evals"][s]["subsets"].get(subset, {}).get(metric, float("nan")) for s in systems]
-            ax.bar([i + (k - 0.5) * width for i in range(len(systems))], vals, width, label=short)
-        ax.set_xticks(range(len(systems)))
-        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+            bars = ax.barh([i + (k - 0.5) * height for i in range(len(systems))], vals, height, label=short)
+            if metric in noisy.get(subset, {}):
+                ax.axvline(noisy[subset][metric], color=bars.patches[0].get_facecolor(), ls="--", lw=1)
+        finite = [v for s in systems for sub in summary["evals"][s]["subsets"].values()
+                  for m, v in sub.items() if m == metric and v == v]
+        if finite:  # zoom on the differences: bars start near the smallest value
+            low, high = min(finite), max(finite)
+            ax.set_xlim(low - 0.15 * (high - low + 1e-9), high + 0.1 * (high - low + 1e-9))
         ax.set_title(title)
-    axes[0].legend()
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(systems)))
+    axes[0].set_yticklabels(labels, fontsize=8)
+    axes[0].invert_yaxis()
+    axes[-1].legend(title="dashed: noisy", fontsize=8, title_fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -63,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (budget)")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget in minutes (validation included)")
     p.add_argument("--batch-size", type=int, default=None, help="default: preset (gpu: 72 Fast, 32 FullSubNet)")
+    p.add_argument("--snr-range", type=int, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="SNR range of the training mixtures in dB (default: the recipe's -5 20)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3, as published)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
                    help="constant (default, as published) or cosine: decay from --lr to --lr-min over the budget "
@@ -170,15 +172,17 @@ def _datasets(args: argparse.Namespace, cfg):
 
     # one endless "epoch" (every index is its own mixture), so set_epoch, shared by the DataLoader workers, never
     # changes while they run and the stream position alone fixes the data (exact resume)
+    cfg.check()  # a bad --snr-range fails here, before the pools are read
+    mix = {"snr_range": tuple(cfg.snr_range)} if cfg.snr_range else {}
     train = SpeechMixer(pools, split="train", segment_seconds=cfg.segment_seconds, seed=cfg.seed,
-                        num_items=TRAIN_ITEMS)
+                        num_items=TRAIN_ITEMS, **mix)
     from linseq.data.speech import SPLITS
 
     # no separate validation split in the pools: fixed mixtures of the training split with another seed (the test
     # split stays unseen until `linseq speech eval`)
     val_split = "val" if "val" in SPLITS else "train"
     val_mixer = SpeechMixer(pools, split=val_split, segment_seconds=cfg.val_seconds, seed=cfg.seed + 10_000,
-                            num_items=max(cfg.val_items, 1))
+                            num_items=max(cfg.val_items, 1), **mix)
     if hasattr(train, "preload"):
         train.preload()  # decode once in the parent; forked DataLoader workers share it
     return train, make_validation_set(val_mixer, cfg.val_items), str(pools)
@@ -193,7 +197,7 @@ def _train(args: argparse.Namespace) -> int:
         val_every=args.val_every, val_every_seconds=args.val_every_seconds, val_items=args.val_items,
         amp=args.amp, drop_band=args.drop_band, device=args.device, seed=args.seed, resume=args.resume,
         init_from=args.init_from, lr=args.lr, lr_schedule=args.lr_schedule, lr_min=args.lr_min,
-        warmup_steps=args.warmup_steps,
+        warmup_steps=args.warmup_steps, snr_range=tuple(args.snr_range) if args.snr_range else None,
     )
     if args.minutes is not None and args.steps is None:
         cfg.steps = None  # a time budget alone

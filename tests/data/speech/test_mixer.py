@@ -108,3 +108,19 @@ def test_mixer_argument_errors(tiny_pools):
         SpeechMixer(tiny_pools, noise_sampling="x")
     with pytest.raises(IndexError):
         SpeechMixer(tiny_pools, num_items=3).mix(3)
+
+
+def test_train_cli_passes_snr_range_to_both_mixers(tiny_pools):
+    import argparse
+
+    from linseq.cli.speech import _datasets
+    from linseq.experiments.speech_enhancement.training import TrainConfig
+
+    cfg = TrainConfig.from_preset("ci", snr_range=(30, 30), val_items=2)
+    train, val, data = _datasets(argparse.Namespace(data=str(tiny_pools), preset="ci"), cfg)
+    assert data == str(tiny_pools) and train.snr_range == (30, 30) and len(val) == 2
+    assert {train.mix(i)[2]["snr_db"] for i in range(6)} == {30}
+    default, _, _ = _datasets(argparse.Namespace(data=str(tiny_pools), preset="ci"), TrainConfig.from_preset("ci"))
+    assert default.snr_range == (-5, 20)  # the recipe's
+    with pytest.raises(ValueError, match="snr_range must be"):
+        _datasets(argparse.Namespace(data=str(tiny_pools), preset="ci"), TrainConfig.from_preset("ci", snr_range=(5, 1)))

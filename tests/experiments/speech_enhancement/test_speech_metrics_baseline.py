@@ -120,3 +120,25 @@ def test_render_speech_table_from_results_json(tmp_path):
     mod.replace_block(doc, "new table")
     assert doc.read_text() == f"intro\n{mod.BEGIN}\nnew table\n{mod.END}\nafter\n"
     assert mod.plot_results(summary, tmp_path / "p.png").stat().st_size > 5000
+
+
+def test_speech_breakdown_averages_differences_per_group():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "speech_breakdown.py"
+    spec = importlib.util.spec_from_file_location("speech_breakdown", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    manifest = {"clips": [
+        {"name": "a", "subset": "no_reverb", "noise_families": ["hum", "music"], "snr_db": 3, "source_kind": "espeak"},
+        {"name": "b", "subset": "with_reverb", "noise_families": ["hum"], "snr_db": 22, "source_kind": "asterisk"}]}
+    noisy = {("no_reverb", "a"): {"SI_SDR": 3.0}, ("with_reverb", "b"): {"SI_SDR": 22.0}}
+    evals = {"m": {"per_clip": [{"name": "a", "subset": "no_reverb", "SI_SDR": 7.0},
+                                {"name": "b", "subset": "with_reverb", "SI_SDR": 20.0}]}}
+    table = mod.breakdown(evals, noisy, manifest, ["SI_SDR"])["SI_SDR"]
+    assert table["noise: hum"] == {"n": 2, "m": 1.0}  # (+4 − 2) / 2
+    assert table["noise: music"] == {"n": 1, "m": 4.0} and table["SNR NR 00-04 dB"]["m"] == 4.0
+    assert table["SNR WR 20-24 dB"] == {"n": 1, "m": -2.0} and table["speech: asterisk"]["m"] == -2.0
+    text = mod.markdown({"SI_SDR": table}, {"m": "Model"})
+    assert "| noise: hum | 2 | +1.00 |" in text
