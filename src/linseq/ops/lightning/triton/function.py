@@ -58,6 +58,7 @@ def _value_block(K: int, V: int) -> int:
 # state when it fits, as _value_block) and its warps (None: from the tile size).
 FWD_VALUE_BLOCK: int | None = None
 FWD_NUM_WARPS: int | None = None
+FWD_BLOCK_T: int | None = None  # token block of the forward (a divisor of BLOCK_T, so segments stay whole blocks)
 
 
 def _forward_value_block(K: int, V: int) -> int:
@@ -172,10 +173,13 @@ def lightning_forward(q, k, v, log_decay, scale, initial_state, output_final_sta
         local = q.new_empty(N, H, NS, K, V, dtype=torch.float32)
         seg_start = q.new_empty(N, H, NS, K, V, dtype=torch.float32)
         seg_ld = q.new_empty(N, H, NS, dtype=torch.float32) if decay == 2 else None
-    launch = _launch(BK * BV, BLOCK_T * (2 * BK + BV) * q.element_size())
+    BT = FWD_BLOCK_T or BLOCK_T
+    if BLOCK_T % BT:
+        raise ValueError(f"FWD_BLOCK_T must divide BLOCK_T = {BLOCK_T}; got {BT}")
+    launch = _launch(BK * BV, BT * (2 * BK + BV) * q.element_size())
     if FWD_NUM_WARPS is not None:
         launch["num_warps"] = FWD_NUM_WARPS
-    common = dict(T=T, H=H, K=K, V=V, NS=NS, SEG_LEN=plan.seg_len, BT=BLOCK_T, BK=BK, BV=BV, DECAY=decay,
+    common = dict(T=T, H=H, K=K, V=V, NS=NS, SEG_LEN=plan.seg_len, BT=BT, BK=BK, BV=BV, DECAY=decay,
                   SPLIT=split, IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype), **launch)
     grid = (triton.cdiv(V, BV), N * H, NS)
     if split:
