@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 from dataclasses import asdict
 
@@ -39,6 +40,18 @@ VARIANTS = {
 LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
 
 
+def gpu_state() -> dict | None:
+    """SM clock (MHz), temperature (°C) and power (W) right after a measurement, from nvidia-smi (None without it):
+    kernels that keep one program per multiprocessor follow the SM clock, so runs are compared with it."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=clocks.sm,temperature.gpu,power.draw",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10).stdout
+        clock, temp, power = (float(x) for x in out.splitlines()[0].split(","))
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+    return {"sm_clock_mhz": clock, "temperature_c": temp, "power_w": power}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out")
@@ -60,7 +73,7 @@ def main() -> None:
     doc = {"meta": run_metadata(), "variants": VARIANTS, "rows": rows}
 
     def record(section: str, variant: str, m) -> None:
-        rows.append(dict(section=section, variant=variant, **asdict(m)))
+        rows.append(dict(section=section, variant=variant, **asdict(m), gpu_state=gpu_state()))
         ms = f"{m.ms:.3f} ms" if m.ms is not None else m.error
         print(f"{section:10s} {variant:11s} {m.provider:14s} T={m.T:<6d} B={m.B:<4d} {m.mode:7s} {ms}", flush=True)
         with open(args.out, "w") as f:

@@ -50,9 +50,13 @@ def _fmt(x, digits=2):
 
 def shipped_rows(data: dict, run: str, heads: int = 16) -> dict[tuple[int, str], dict]:
     """(T, mode) -> the linseq row measured with the launch plan the shipped code uses."""
+    from linseq.ops.lightning.triton import function as F
+
     rows = data["rows"]
     out = {}
     for name, settings in data["variants"].items():
+        if any(getattr(F, k, v) != v for k, v in settings.items() if k != "PROGRAMS_PER_SM"):
+            continue  # a launch setting the shipped code does not use
         for r in rows:
             if r["section"] != "head" or r["variant"] != name or r["ms"] is None:
                 continue
@@ -136,6 +140,45 @@ def variants_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def repeat_table(run: Path) -> str | None:
+    """Speed-ups of the shipped plan over fla in ``run`` and in every later run that measured both (same kernels):
+    how much the ratios move from one run to the next."""
+    start = json.loads((run / "sweep.json").read_text())["meta"]["date"]
+    runs = []
+    for folder in sorted(p for p in RESULTS.iterdir() if (p / "sweep.json").is_file()):
+        data = json.loads((folder / "sweep.json").read_text())
+        if data["meta"]["date"] >= start:
+            runs.append((data["meta"]["date"], folder, data))
+    runs.sort(key=lambda x: x[0])
+    table, times = {}, {"fla": {}, "linseq": {}}
+    for date, folder, data in runs:
+        ours = shipped_rows(data, folder.name)
+        cells = {}
+        for (T, mode), r in ours.items():
+            f = _pick(data["rows"], "head", "fla", T, mode)
+            if f:
+                cells[(T, mode)] = f["ms"] / r["ms"]
+                times["fla"].setdefault((T, mode), []).append(f["ms"])
+                times["linseq"].setdefault((T, mode), []).append(r["ms"])
+        if cells:
+            table[(date, folder.name)] = cells
+    if len(table) < 2:
+        return None
+    spread = {who: max((max(v) / min(v) - 1 for v in t.values() if len(v) > 1), default=0.0)
+              for who, t in times.items()}
+    lengths = sorted({T for cells in table.values() for T, _ in cells})
+    lines = ["| run | " + " | ".join(f"{T // 1024}K" for T in lengths) + " |", "|---|" + "---|" * len(lengths)]
+    for (date, name), cells in table.items():
+        row = [" / ".join(f"{cells[(T, m)]:.2f}×" if (T, m) in cells else "—" for m in ("fwd", "fwdbwd"))
+               for T in lengths]
+        lines.append(f"| `{name}` {date[11:16]} UTC | " + " | ".join(row) + " |")
+    return (f"Run to run: speed-up over fla (fwd / fwd+bwd) of the same shipped kernels and plan in this run and the "
+            f"later ones that measured both. At a given T and mode, fla's times differ by at most "
+            f"{spread['fla']:.0%} between these runs and linseq's by up to {spread['linseq']:.0%}; linseq's kernels "
+            "keep one program per multiprocessor, so they probably follow the SM clock (not recorded):\n\n"
+            + "\n".join(lines))
+
+
 def decode_table(data: dict) -> str | None:
     rows = [r for r in data["rows"] if r["section"] == "decode" and r["ms"] is not None]
     if not rows:
@@ -203,6 +246,9 @@ def render(run: Path = RUN) -> str:
            "**H=16, D=128** — fla 0.6.0 `chunk_simple_gla(g_gamma=log_decay, scale=1.0)` vs linseq `backend=\"triton\"`",
            "", main_table(data, run.name), "", summary(data, run.name), "",
            f"![Lightning attention, H=16, D=128]({(run / 'lightning_h16_d128.png').relative_to(ROOT)})", ""]
+    repeats = repeat_table(run)
+    if repeats:
+        out += [repeats, ""]
 
     def source(section: str) -> tuple[dict | None, str]:
         hit = latest_with(section, run)
@@ -210,7 +256,8 @@ def render(run: Path = RUN) -> str:
             return None, ""
         folder, other = hit
         return other, "" if folder == run else (
-            f" — from the earlier run `{folder.name}` ({other['meta']['date'][:10]}; not re-measured in `{run.name}`)")
+            f" — from run `{folder.name}` ({other['meta']['date'][:16].replace('T', ' ')} UTC; not measured in "
+            f"`{run.name}`)")
 
     for section, title in (("token", "**Per-token decay**, H=16, D=128 — fla `chunk_simple_gla(g=...)`"),
                            ("h32", "**H=32, D=64**, per-head decay")):
