@@ -86,6 +86,12 @@ class Job:
         return self.rc
 
 
+def kept(out: Path) -> str:
+    """The checkpoints copied into OUT/checkpoints, or 'none'."""
+    names = sorted(p.name for p in (out / "checkpoints").iterdir() if p.is_dir())
+    return " ".join(names) or "none"
+
+
 def wait_all(jobs: list[Job]) -> None:
     while any(j.poll() is None for j in jobs):
         time.sleep(2)
@@ -230,7 +236,7 @@ def main() -> int:
     # 5. GPU real-time factors (after the evaluations, so the GPU is free)
     if os.environ.get("SPEECH_RTF", "1") == "0":
         gather(out, names, summary)
-        log(f"wrote {out}/results.json, results.md, checkpoints/{' '.join(keep)} (no RTF: SPEECH_RTF=0)")
+        log(f"wrote {out}/results.json, results.md, checkpoints: {kept(out)} (no RTF: SPEECH_RTF=0)")
         return 0 if not summary["failures"] else 1
     rtf = Job("rtf", linseq("speech", "rtf", "--no-cpu", "--out", str(out), "--repeats", "5", "--no-progress",
                             "--seconds", "10"),
@@ -243,7 +249,7 @@ def main() -> int:
     gather(out, names, summary)
     if summary["failures"]:
         log(f"failures: {summary['failures']}")
-    log(f"wrote {out}/results.json, results.md, speech_results.png, checkpoints/{' '.join(keep)}")
+    log(f"wrote {out}/results.json, results.md, speech_results.png, checkpoints: {kept(out)}")
     return 0 if not summary["failures"] else 1
 
 

@@ -50,7 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               "  linseq speech train --preset gpu --model fast_fullsubnet --shrink 8 --minutes 30 "
                               "--out runs/speech/fast_m8\n"
                               "  linseq speech train --preset gpu --model fast_fullsubnet --sequence lightning "
-                              "--out runs/speech/fast_m2_lightning")
+                              "--out runs/speech/fast_m2_lightning\n"
+                              "  linseq speech train --preset gpu --sequence lightning --init-from "
+                              "runs/speech/fast_m2_lightning/best --seed 1 --minutes 30 --lr 8e-4 --lr-schedule cosine "
+                              "--warmup-steps 300 --snr-range -5 25 --out runs/speech/fast_m2_lightning_more")
     p.add_argument("--preset", choices=("ci", "gpu"), default="ci",
                    help="ci: tiny model, CPU minutes; gpu: published sizes and batch (default ci)")
     p.add_argument("--model", choices=("fast_fullsubnet", "fullsubnet"), default="fast_fullsubnet")
