@@ -95,3 +95,32 @@ def test_alibi_slopes_for_non_power_of_two_heads():
 def test_tnl_log_decay_rejects_bad_indices(args):
     with pytest.raises(ValueError):
         tnl_log_decay(*args)
+
+
+def test_a_checked_log_decay_is_not_read_again_until_it_changes():
+    from linseq.ops.lightning import checks
+
+    q = torch.randn(1, 5, 2, 8)
+    ld = torch.tensor([-0.1, -0.2])
+    assert not checks._known_good(ld)
+    lightning_attn(q, q, q, ld, backend="chunk")
+    assert checks._known_good(ld)  # the next call skips the read-back (a GPU sync per call)
+    ld[0] = 0.5  # in place: the version counter moves, so the check runs again and catches it
+    assert not checks._known_good(ld)
+    with pytest.raises(ValueError, match="log_decay must be <= 0"):
+        lightning_attn(q, q, q, ld, backend="chunk")
+    ld[0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        lightning_attn(q, q, q, ld, backend="chunk")
+    fine = torch.tensor([-0.3, -0.4])
+    lightning_attn(q, q, q, fine, backend="chunk")
+    fine_key = id(fine)
+    del fine
+    assert fine_key not in checks._GOOD  # a freed tensor's entry goes with it
+    learned = torch.tensor([-0.1, -0.2], requires_grad=True)
+    lightning_attn(q, q, q, learned, backend="chunk")
+    assert not checks._known_good(learned)  # tensors that need grad are rebuilt every call: not remembered
+    with torch.inference_mode():
+        frozen = torch.tensor([-0.1, -0.2])
+        lightning_attn(q, q, q, frozen, backend="chunk")
+        assert not checks._known_good(frozen)  # no version counter: always checked
