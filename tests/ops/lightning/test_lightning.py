@@ -158,6 +158,27 @@ def test_triton_packed_sequences_match_definition():
 
 
 @needs_triton
+@pytest.mark.parametrize("decay,num_segments,cu,K,V", [
+    ("head", 1, None, 24, 40), ("token", 3, None, 24, 40), ("none", 2, [0, 37, 37, 150], 16, 20),
+    ("token", 1, None, 18, 40),  # 18 floats = 72 B rows: not 16-byte aligned, so the pointer loads stand in
+])
+def test_triton_forward_through_tensor_descriptors(monkeypatch, decay, num_segments, cu, K, V):
+    """FWD_TMA (q, k, v tiles through TMA descriptors): same function, including packed sequences and splits."""
+    from linseq.ops.lightning.triton import function as fn_mod
+    from linseq.ops.lightning.triton.function import triton_lightning_attn
+
+    monkeypatch.setattr(fn_mod, "FWD_TMA", True)
+    cu = None if cu is None else torch.tensor(cu, dtype=torch.int32)
+    inputs = make_inputs(1 if cu is not None else 2, 150, 2, K, V, torch.float32, decay,
+                         N=None if cu is None else len(cu) - 1)
+    aligned = K % 4 == 0 and V % 4 == 0
+    flat = [x.reshape((-1,) + tuple(x.shape[2:])) for x in inputs[:3]]
+    assert (fn_mod._descriptors(flat, [(64, 1, 32), (64, 1, 32), (64, 1, 64)]) is not None) == aligned
+    out = run_with_grads(None, *inputs, 0.5, cu, fn=triton_lightning_attn, num_segments=num_segments)
+    assert_close_to_reference(out, reference(*inputs, 0.5, cu), 1e-5)
+
+
+@needs_triton
 @pytest.mark.parametrize("num_segments", [1, 3])
 @pytest.mark.parametrize("separate_dkdv", [True, False])
 def test_triton_writes_every_output_element(monkeypatch, num_segments, separate_dkdv):

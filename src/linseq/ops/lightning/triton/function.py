@@ -59,6 +59,19 @@ def _value_block(K: int, V: int) -> int:
 FWD_VALUE_BLOCK: int | None = None
 FWD_NUM_WARPS: int | None = None
 FWD_BLOCK_T: int | None = None  # token block of the forward (a divisor of BLOCK_T, so segments stay whole blocks)
+FWD_TMA = False  # forward loads through tensor descriptors (Hopper TMA) where the layout allows them
+
+
+def _descriptors(tensors, blocks) -> list | None:
+    """Host tensor descriptors with block ``[BT, 1, BD]`` over ``[B*T, H, D]`` tensors, or None when this Triton
+    has none or a row stride is not a multiple of 16 bytes (a TMA requirement)."""
+    try:
+        from triton.tools.tensor_descriptor import TensorDescriptor
+    except ImportError:
+        return None
+    if any((x.stride(1) * x.element_size()) % 16 for x in tensors):
+        return None
+    return [TensorDescriptor.from_tensor(x, list(b)) for x, b in zip(tensors, blocks)]
 
 
 def _forward_value_block(K: int, V: int) -> int:
@@ -179,8 +192,11 @@ def lightning_forward(q, k, v, log_decay, scale, initial_state, output_final_sta
     launch = _launch(BK * BV, BT * (2 * BK + BV) * q.element_size())
     if FWD_NUM_WARPS is not None:
         launch["num_warps"] = FWD_NUM_WARPS
+    descs = _descriptors((qf, kf, vf), ((BT, 1, BK), (BT, 1, BK), (BT, 1, BV))) if FWD_TMA else None
+    qd, kd, vd = descs or (None, None, None)
     common = dict(T=T, H=H, K=K, V=V, NS=NS, SEG_LEN=plan.seg_len, BT=BT, BK=BK, BV=BV, DECAY=decay,
-                  SPLIT=split, IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype), **launch)
+                  SPLIT=split, IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype), USE_TMA=descs is not None,
+                  QD=qd, KD=kd, VD=vd, **launch)
     grid = (triton.cdiv(V, BV), N * H, NS)
     if split:
         lightning_fwd_kernel[grid](

@@ -51,6 +51,19 @@ def _store_rows(P, x, t, t_mask, i_h, H, D, offs, d_mask):
 
 
 @triton.jit
+def _load_block(D, P, row0, t, t_mask, i_h, H, Dim, offs, d_mask, col0, BT: tl.constexpr, BD: tl.constexpr,
+                USE_TMA: tl.constexpr):
+    """Tile ``[BT, BD]`` of rows t (= row0 + arange(BT)), head i_h, columns offs (= col0 + arange(BD)) of a
+    ``[B*T, H, Dim]`` tensor, zero outside ``t_mask`` and ``Dim``: through the tensor descriptor ``D`` (block
+    ``[BT, 1, BD]``; the copy engine computes the addresses and fills columns past Dim with zeros) or from
+    pointers into ``P``."""
+    if USE_TMA:
+        x = D.load([row0.to(tl.int32), i_h, col0]).reshape(BT, BD)
+        return tl.where(t_mask[:, None], x, tl.zeros_like(x))
+    return _load_rows(P, t, t_mask, i_h, H, Dim, offs, d_mask)
+
+
+@triton.jit
 def _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT: tl.constexpr, DECAY: tl.constexpr):
     """Inclusive cumulative log decay inside one block, ``[BT]``, and its total over the valid tokens."""
     if DECAY == 2:
@@ -74,15 +87,17 @@ def _decay_matrix(b_g, causal, scale):
 
 @triton.jit
 def lightning_fwd_kernel(
-    Q, Kp, Vp, G, LD, H0, O, HT, LOCAL, SEG_LD, SEG_START, CU, scale,
+    Q, Kp, Vp, G, LD, H0, O, HT, LOCAL, SEG_LD, SEG_START, CU, scale, QD, KD, VD,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_H0: tl.constexpr, STORE_STATE: tl.constexpr, STATE_ONLY: tl.constexpr,
-    SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
+    SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr, USE_TMA: tl.constexpr = False,
 ):
     """STATE_ONLY: write this segment's local end state to LOCAL (and its total log decay to SEG_LD).
     Otherwise: start from h0 folded with the local states of the earlier segments (SPLIT), write the starting
-    state to SEG_START (SPLIT), run the fused pass, and the last segment writes the final state to HT."""
+    state to SEG_START (SPLIT), run the fused pass, and the last segment writes the final state to HT.
+    USE_TMA: q, k, v tiles come through the tensor descriptors QD, KD, VD (Hopper's copy engine) instead of
+    per-element pointers."""
     i_v, i_nh, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, i_h = i_nh // H, i_nh % H
     seg_start, seg_end, eos = _segment_bounds(CU, i_n, i_s, T, SEG_LEN, IS_VARLEN)
@@ -123,12 +138,13 @@ def lightning_fwd_kernel(
         t = seg_start + i_b * BT + tl.arange(0, BT)
         t_mask = t < seg_end
         n_valid = tl.minimum(seg_end - seg_start - i_b * BT, BT)
-        b_k = _load_rows(Kp, t, t_mask, i_h, H, K, offs_k, k_mask)
-        b_v = _load_rows(Vp, t, t_mask, i_h, H, V, offs_v, v_mask)
+        row0 = seg_start + i_b * BT
+        b_k = _load_block(KD, Kp, row0, t, t_mask, i_h, H, K, offs_k, k_mask, 0, BT, BK, USE_TMA)
+        b_v = _load_block(VD, Vp, row0, t, t_mask, i_h, H, V, offs_v, v_mask, i_v * BV, BT, BV, USE_TMA)
         if DECAY > 0:
             b_g, g_last = _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT, DECAY)
         if not STATE_ONLY:
-            b_q = _load_rows(Q, t, t_mask, i_h, H, K, offs_k, k_mask)
+            b_q = _load_block(QD, Q, row0, t, t_mask, i_h, H, K, offs_k, k_mask, 0, BT, BK, USE_TMA)
             b_a = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION)
             if DECAY > 0:
                 b_a = b_a * _decay_matrix(b_g, causal, scale)
