@@ -64,12 +64,12 @@ FWD_TMA = False  # forward loads through tensor descriptors (Hopper TMA) where t
 
 def _descriptors(tensors, blocks) -> list | None:
     """Host tensor descriptors with block ``[BT, 1, BD]`` over ``[B*T, H, D]`` tensors, or None when this Triton
-    has none or a row stride is not a multiple of 16 bytes (a TMA requirement)."""
+    has none, or a base address or row stride is not a multiple of 16 bytes (TMA requirements)."""
     try:
         from triton.tools.tensor_descriptor import TensorDescriptor
     except ImportError:
         return None
-    if any((x.stride(1) * x.element_size()) % 16 for x in tensors):
+    if any((x.stride(1) * x.element_size()) % 16 or x.data_ptr() % 16 for x in tensors):
         return None
     return [TensorDescriptor.from_tensor(x, list(b)) for x, b in zip(tensors, blocks)]
 
