@@ -23,7 +23,7 @@ from linseq.ops.lightning.triton import function as F
 
 # name -> settings of linseq.ops.lightning.triton.function (other sections run with the module's defaults)
 _SHIPPED = dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2, FWD_VALUE_BLOCK=None,
-                FWD_NUM_WARPS=None, FWD_BLOCK_T=None, FWD_TMA=False)
+                FWD_NUM_WARPS=None, FWD_BLOCK_T=None, FWD_TMA=False, BWD_TMA=False)
 VARIANTS = {
     "sep3": _SHIPPED,
     # forward programs own 64-wide V slices: twice the programs, so the sequence split starts at 32K, not 16K
@@ -34,6 +34,7 @@ VARIANTS = {
     "fwdbt32_s2": {**_SHIPPED, "FWD_BLOCK_T": 32, "NUM_STAGES": 2},
     # q, k, v tiles of the forward through Hopper TMA descriptors: no per-element address registers
     "fwdtma": {**_SHIPPED, "FWD_TMA": True},
+    "tma": {**_SHIPPED, "FWD_TMA": True, "BWD_TMA": True},
     "sep3_pps1": {**_SHIPPED, "PROGRAMS_PER_SM": 1},
     "sep3_pps4": {**_SHIPPED, "PROGRAMS_PER_SM": 4},
     "sep3_pps8": {**_SHIPPED, "PROGRAMS_PER_SM": 8},

@@ -161,13 +161,16 @@ def test_triton_packed_sequences_match_definition():
 @pytest.mark.parametrize("decay,num_segments,cu,K,V", [
     ("head", 1, None, 24, 40), ("token", 3, None, 24, 40), ("none", 2, [0, 37, 37, 150], 16, 20),
     ("token", 1, None, 18, 40),  # 18 floats = 72 B rows: not 16-byte aligned, so the pointer loads stand in
+    ("head", 1, None, 160, 136),  # a state too large for one program: K-sliced dq, V-sliced dk/dv descriptors
 ])
-def test_triton_forward_through_tensor_descriptors(monkeypatch, decay, num_segments, cu, K, V):
-    """FWD_TMA (q, k, v tiles through TMA descriptors): same function, including packed sequences and splits."""
+def test_triton_through_tensor_descriptors(monkeypatch, decay, num_segments, cu, K, V):
+    """FWD_TMA and BWD_TMA (tiles through TMA descriptors): the same function and gradients, including packed
+    sequences and splits."""
     from linseq.ops.lightning.triton import function as fn_mod
     from linseq.ops.lightning.triton.function import triton_lightning_attn
 
     monkeypatch.setattr(fn_mod, "FWD_TMA", True)
+    monkeypatch.setattr(fn_mod, "BWD_TMA", True)
     cu = None if cu is None else torch.tensor(cu, dtype=torch.int32)
     inputs = make_inputs(1 if cu is not None else 2, 150, 2, K, V, torch.float32, decay,
                          N=None if cu is None else len(cu) - 1)

@@ -90,19 +90,26 @@ def test_packed_sequences_on_gpu():
 
 
 @pytest.mark.parametrize("num_segments", [1, 4])
-def test_forward_through_tensor_descriptors_on_gpu(monkeypatch, num_segments):
-    """FWD_TMA (Hopper copy-engine loads of q, k, v): the same outputs as the pointer loads, packed and split."""
+def test_tensor_descriptor_loads_on_gpu(monkeypatch, num_segments):
+    """FWD_TMA / BWD_TMA (Hopper copy-engine loads): the same outputs and gradients as the pointer loads, on
+    packed sequences, unsplit and split."""
     from linseq.ops.lightning.triton import function as fn_mod
 
     cu = torch.tensor([0, 1, 700, 700, 5000, 9001], device="cuda", dtype=torch.int32)
-    q, k, v = (torch.randn(1, 9001, 4, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    base = [torch.randn(1, 9001, 4, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3)]
     g = F.logsigmoid(torch.randn(1, 9001, 4, device="cuda")) / 8
     h0 = torch.randn(5, 4, 128, 128, device="cuda")
-    outs = []
+    do = torch.randn_like(base[0])
+    results = []
     for tma in (False, True):
         monkeypatch.setattr(fn_mod, "FWD_TMA", tma)
-        outs.append(fn_mod.triton_lightning_attn(q, k, v, g, 1.0, h0, True, cu, num_segments))
-    assert rel(outs[1][0], outs[0][0]) < 1e-3 and rel(outs[1][1], outs[0][1]) < 1e-3
+        monkeypatch.setattr(fn_mod, "BWD_TMA", tma)
+        q, k, v = (x.clone().requires_grad_(True) for x in base)
+        o, s = fn_mod.triton_lightning_attn(q, k, v, g, 1.0, h0, True, cu, num_segments)
+        (o.float() * do.float()).sum().backward()
+        results.append([o, s, q.grad, k.grad, v.grad])
+    for name, a, b in zip(("o", "state", "dq", "dk", "dv"), results[1], results[0]):
+        assert rel(a, b) < 1e-3, name
 
 
 @pytest.mark.parametrize("B", [1, 16, 256])

@@ -60,6 +60,7 @@ FWD_VALUE_BLOCK: int | None = None
 FWD_NUM_WARPS: int | None = None
 FWD_BLOCK_T: int | None = None  # token block of the forward (a divisor of BLOCK_T, so segments stay whole blocks)
 FWD_TMA = False  # forward loads through tensor descriptors (Hopper TMA) where the layout allows them
+BWD_TMA = False  # the same for the dq and dk/dv sweeps
 
 
 def _descriptors(tensors, blocks) -> list | None:
@@ -233,9 +234,12 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg
 
     dq = torch.empty(qf.shape, dtype=grad_dtype, device=q.device)
     dq_h0 = seg_states if NS > 1 else h0
+    descs = _descriptors((dof, kf, vf), ((BLOCK_T, 1, BVf), (BLOCK_T, 1, BKq), (BLOCK_T, 1, BVf))) if BWD_TMA else None
+    dod, kd, vd = descs or (None, None, None)
     lightning_bwd_dq_kernel[(triton.cdiv(K, BKq), N * H, NS)](
-        dof, kf, vf, g, ld, dq_h0, dq, cu_seqlens, scale, NS=NS, BK=BKq, BV=BVf,
-        BT=BLOCK_T, HAS_H0=dq_h0 is not None, **common, **_launch(BKq * BVf, BLOCK_T * (BKq + 2 * BVf) * elem))
+        dof, kf, vf, g, ld, dq_h0, dq, cu_seqlens, scale, DOD=dod, KD=kd, VD=vd, USE_TMA=descs is not None,
+        NS=NS, BK=BKq, BV=BVf, BT=BLOCK_T, HAS_H0=dq_h0 is not None, **common,
+        **_launch(BKq * BVf, BLOCK_T * (BKq + 2 * BVf) * elem))
     # elements loaded per token: q, dO and v (dk launch) or k (dv launch); all four when fused
     loads = max(BK + 2 * BV, 2 * BK + BV) if DKDV_SEPARATE else 2 * (BK + BV)
     common.update(_launch(BK * BV, BT_dkdv * loads * elem), BT=BT_dkdv)
@@ -249,6 +253,10 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg
     dh0 = q.new_empty(N, H, K, V, dtype=torch.float32) if need_dh0 else None
     local = q.new_empty(N, H, NS, K, V, dtype=torch.float32) if split else None
     common.update(BK=BK, BV=BV, NS=NS, SPLIT=split, DK_SPLIT_STRIDE=kf.numel())
+    blocks = ((BT_dkdv, 1, BK), (BT_dkdv, 1, BK), (BT_dkdv, 1, BV), (BT_dkdv, 1, BV))
+    descs = _descriptors((qf, kf, vf, dof), blocks) if BWD_TMA else None
+    qd, kd, vd, dod = descs or (None, None, None, None)
+    common.update(QD=qd, KD=kd, VD=vd, DOD=dod, USE_TMA=descs is not None)
     if split:
         lightning_bwd_dkdv_kernel[grid](
             qf, kf, vf, dof, g, ld, None, None, None, None, local, seg_ld, cu_seqlens, scale,

@@ -176,10 +176,11 @@ def lightning_fwd_kernel(
 
 @triton.jit
 def lightning_bwd_dq_kernel(
-    DO, Kp, Vp, G, LD, H0, DQ, CU, scale,
+    DO, Kp, Vp, G, LD, H0, DQ, CU, scale, DOD, KD, VD,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_H0: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
+    USE_TMA: tl.constexpr = False,
 ):
     """Grid (K / BK, N*H, NS). BV covers all of V; S is the [BK, V] slice of the state. H0 holds each
     segment's starting state ([N,H,NS,K,V], kept by the forward) or, unsplit, the initial state."""
@@ -206,9 +207,10 @@ def lightning_bwd_dq_kernel(
         t = seg_start + i_b * BT + tl.arange(0, BT)
         t_mask = t < seg_end
         n_valid = tl.minimum(seg_end - seg_start - i_b * BT, BT)
-        b_k = _load_rows(Kp, t, t_mask, i_h, H, K, offs_k, k_mask)
-        b_v = _load_rows(Vp, t, t_mask, i_h, H, V, offs_v, v_mask)
-        b_do = _load_rows(DO, t, t_mask, i_h, H, V, offs_v, v_mask)
+        row0 = seg_start + i_b * BT
+        b_k = _load_block(KD, Kp, row0, t, t_mask, i_h, H, K, offs_k, k_mask, i_k * BK, BT, BK, USE_TMA)
+        b_v = _load_block(VD, Vp, row0, t, t_mask, i_h, H, V, offs_v, v_mask, 0, BT, BV, USE_TMA)
+        b_do = _load_block(DOD, DO, row0, t, t_mask, i_h, H, V, offs_v, v_mask, 0, BT, BV, USE_TMA)
         b_da = tl.dot(b_do, tl.trans(b_v), input_precision=PRECISION)
         if DECAY > 0:
             b_g, g_last = _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT, DECAY)
@@ -229,12 +231,12 @@ def lightning_bwd_dq_kernel(
 
 @triton.jit
 def lightning_bwd_dkdv_kernel(
-    Q, Kp, Vp, DO, G, LD, DHT, DK, DV, DH0, LOCAL, SEG_LD, CU, scale,
+    Q, Kp, Vp, DO, G, LD, DHT, DK, DV, DH0, LOCAL, SEG_LD, CU, scale, QD, KD, VD, DOD,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN, DK_SPLIT_STRIDE,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, STATE_ONLY: tl.constexpr,
     SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
-    WANT_DK: tl.constexpr = True, WANT_DV: tl.constexpr = True,
+    WANT_DK: tl.constexpr = True, WANT_DV: tl.constexpr = True, USE_TMA: tl.constexpr = False,
 ):
     """Grid (V / BV, N*H, NS), blocks visited last to first. BK covers all of K; dS is the [K, BV] slice.
 
@@ -283,8 +285,9 @@ def lightning_bwd_dkdv_kernel(
         t = seg_start + i_b * BT + tl.arange(0, BT)
         t_mask = t < seg_end
         n_valid = tl.minimum(seg_end - seg_start - i_b * BT, BT)
-        b_q = _load_rows(Q, t, t_mask, i_h, H, K, offs_k, k_mask)
-        b_do = _load_rows(DO, t, t_mask, i_h, H, V, offs_v, v_mask)
+        row0 = seg_start + i_b * BT
+        b_q = _load_block(QD, Q, row0, t, t_mask, i_h, H, K, offs_k, k_mask, 0, BT, BK, USE_TMA)
+        b_do = _load_block(DOD, DO, row0, t, t_mask, i_h, H, V, offs_v, v_mask, i_v * BV, BT, BV, USE_TMA)
         if DECAY > 0:
             b_g, g_last = _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT, DECAY)
             b_qd = (b_q * (tl.exp(b_g) * scale)[:, None]).to(b_q.dtype)
@@ -296,7 +299,7 @@ def lightning_bwd_dkdv_kernel(
                 b_d = _decay_matrix(b_g, causal, scale)
                 b_to_end = tl.exp(g_last - b_g)
             if WANT_DV:
-                b_k = _load_rows(Kp, t, t_mask, i_h, H, K, offs_k, k_mask)
+                b_k = _load_block(KD, Kp, row0, t, t_mask, i_h, H, K, offs_k, k_mask, 0, BT, BK, USE_TMA)
                 b_a = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION)
                 if DECAY > 0:
                     b_a = b_a * b_d
@@ -308,7 +311,7 @@ def lightning_bwd_dkdv_kernel(
                 b_dv += tl.dot(b_kd, b_ds_lo, input_precision=PRECISION)
                 _store_rows(DV, b_dv, t, t_mask, i_h, H, V, offs_v, v_mask)
             if WANT_DK:
-                b_v = _load_rows(Vp, t, t_mask, i_h, H, V, offs_v, v_mask)
+                b_v = _load_block(VD, Vp, row0, t, t_mask, i_h, H, V, offs_v, v_mask, i_v * BV, BT, BV, USE_TMA)
                 b_dp = tl.dot(b_do, tl.trans(b_v), input_precision=PRECISION)
                 if DECAY > 0:
                     b_dp = b_dp * b_d
