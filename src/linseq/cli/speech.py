@@ -29,6 +29,7 @@ TRAIN_ITEMS = 10**9  # mixtures per epoch: more than any run draws
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from linseq.data.speech.noise import EXTRA_FAMILIES
     sub = parser.add_subparsers(dest="speech_command", metavar="<step>")
     fmt = argparse.RawDescriptionHelpFormatter
 
@@ -68,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="default: preset (gpu: 72 Fast, 32 FullSubNet)")
     p.add_argument("--snr-range", type=int, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="SNR range of the training mixtures in dB (default: the recipe's -5 20)")
+    p.add_argument("--extra-noise", nargs="+", default=None, choices=EXTRA_FAMILIES, metavar="FAMILY",
+                   help=f"generated noise families ({', '.join(EXTRA_FAMILIES)}) added to the training and validation "
+                        "mixtures beside the pools' own; none by default")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3, as published)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
                    help="constant (default, as published) or cosine: decay from --lr to --lr-min over the budget "
@@ -177,6 +181,8 @@ def _datasets(args: argparse.Namespace, cfg):
     # changes while they run and the stream position alone fixes the data (exact resume)
     cfg.check()  # a bad --snr-range fails here, before the pools are read
     mix = {"snr_range": tuple(cfg.snr_range)} if cfg.snr_range else {}
+    if cfg.extra_noise:
+        mix["extra_noise_families"] = tuple(cfg.extra_noise)
     train = SpeechMixer(pools, split="train", segment_seconds=cfg.segment_seconds, seed=cfg.seed,
                         num_items=TRAIN_ITEMS, **mix)
     from linseq.data.speech import SPLITS
@@ -201,6 +207,7 @@ def _train(args: argparse.Namespace) -> int:
         amp=args.amp, drop_band=args.drop_band, device=args.device, seed=args.seed, resume=args.resume,
         init_from=args.init_from, lr=args.lr, lr_schedule=args.lr_schedule, lr_min=args.lr_min,
         warmup_steps=args.warmup_steps, snr_range=tuple(args.snr_range) if args.snr_range else None,
+        extra_noise=tuple(args.extra_noise) if args.extra_noise else None,
     )
     if args.minutes is not None and args.steps is None:
         cfg.steps = None  # a time budget alone

@@ -110,17 +110,37 @@ def test_mixer_argument_errors(tiny_pools):
         SpeechMixer(tiny_pools, num_items=3).mix(3)
 
 
-def test_train_cli_passes_snr_range_to_both_mixers(tiny_pools):
+def test_train_cli_passes_snr_range_and_extra_noise_to_the_mixers(tiny_pools):
     import argparse
 
     from linseq.cli.speech import _datasets
     from linseq.experiments.speech_enhancement.training import TrainConfig
 
-    cfg = TrainConfig.from_preset("ci", snr_range=(30, 30), val_items=2)
+    cfg = TrainConfig.from_preset("ci", snr_range=(30, 30), val_items=2, extra_noise=("textures",))
     train, val, data = _datasets(argparse.Namespace(data=str(tiny_pools), preset="ci"), cfg)
     assert data == str(tiny_pools) and train.snr_range == (30, 30) and len(val) == 2
+    assert "textures" in train._families
     assert {train.mix(i)[2]["snr_db"] for i in range(6)} == {30}
     default, _, _ = _datasets(argparse.Namespace(data=str(tiny_pools), preset="ci"), TrainConfig.from_preset("ci"))
-    assert default.snr_range == (-5, 20)  # the recipe's
+    assert default.snr_range == (-5, 20) and "textures" not in default._families  # the recipe's
     with pytest.raises(ValueError, match="snr_range must be"):
         _datasets(argparse.Namespace(data=str(tiny_pools), preset="ci"), TrainConfig.from_preset("ci", snr_range=(5, 1)))
+
+
+def test_extra_noise_families_join_training_mixtures_only(tiny_pools):
+    plain = SpeechMixer(tiny_pools, segment_seconds=0.5, seed=3)
+    mixer = SpeechMixer(tiny_pools, segment_seconds=0.5, seed=3, extra_noise_families=("tones", "sweeps"),
+                        extra_noise_per_family=2)
+    assert set(mixer._families) == set(plain._families) | {"tones", "sweeps"}
+    assert len(mixer.pool.noise_clips) == len(plain.pool.noise_clips) + 4
+    drawn = {c for i in range(60) for c in mixer.mix(i)[2]["noise_clips"]}
+    assert any(c.startswith("extra-tones/") for c in drawn) and any(c.startswith("extra-sweeps/") for c in drawn)
+    again = SpeechMixer(tiny_pools, segment_seconds=0.5, seed=3, extra_noise_families=("tones", "sweeps"),
+                        extra_noise_per_family=2)
+    assert np.array_equal(mixer[5][0].numpy(), again[5][0].numpy())  # recipes fixed by the seed
+    with pytest.raises(ValueError, match="must be among"):
+        SpeechMixer(tiny_pools, extra_noise_families=("hum",))
+    with pytest.raises(ValueError, match="for training mixtures"):
+        SpeechMixer(tiny_pools, split="test", extra_noise_families=("tones",))
+    with pytest.raises(ValueError, match="already in split"):
+        mixer.pool.add_generated([{"id": "extra-tones/000", "family": "tones", "seconds": 1.0, "seed": 1}])

@@ -85,3 +85,14 @@ def test_rir_direct_path_delay_and_room_constraints():
         assert all(0 < c < L for c, L in zip(p["mic"], p["dims"]))
         assert 3.0 <= p["dims"][0] <= 10.0 and 3.0 <= p["dims"][1] <= 8.0 and 2.5 <= p["dims"][2] <= 4.0
         assert 0.2 <= p["rt60"] <= 1.3
+
+
+def test_sweeps_glide_between_their_two_frequencies():
+    sr = 16000
+    x = generate_noise("sweeps", 4 * sr, np.random.default_rng(0), low_hz=500.0, ratio=2.0, glide_s=1.0,
+                       floor_db=-60.0)
+    peaks = []
+    for start in range(0, len(x) - 1024, 1024):
+        spec = np.abs(np.fft.rfft(x[start:start + 1024] * np.hanning(1024)))
+        peaks.append(np.argmax(spec) * sr / 1024)
+    assert 450 <= min(peaks) <= 600 and 850 <= max(peaks) <= 1050  # the fundamental covers 500-1000 Hz

@@ -5,8 +5,8 @@ For item ``i`` (research notes §4; our own code):
 1. clean: an utterance (drawn with probability ∝ max(length, segment)) randomly cropped to the segment length,
    zero-padded at the end if shorter;
 2. noise: random noise clips joined with 0.2 s of silence between them until the segment is covered, then
-   randomly cropped;
-3. SNR: a uniform integer in [-5, 20] dB;
+   randomly cropped (``extra_noise_families`` adds generated families that no pools split has, beyond the recipe);
+3. SNR: a uniform integer in [-5, 20] dB (``snr_range``);
 4. reverb with probability 0.75: the clean segment is convolved with a random RIR (truncated to the segment) and
    the **reverberant clean is the target**;
 5. clean and noise are peak-normalised, then set to -25 dBFS RMS; the noise is scaled to the SNR; the mixture is
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from linseq.data.speech.audio import EPS, SAMPLE_RATE, fftconvolve
+from linseq.data.speech.noise import EXTRA_FAMILIES, random_noise_params
 from linseq.data.speech.pools import SplitPool
 
 __all__ = ["SpeechMixer", "mix_at_snr", "noise_segment", "crop_or_pad"]
@@ -110,7 +111,8 @@ class SpeechMixer(torch.utils.data.Dataset):
                  seed: int = 0, num_items: int = 10_000, *, snr_range: tuple[int, int] = (-5, 20),
                  reverb_proportion: float = 0.75, target_dbfs: float = -25.0,
                  level_range: tuple[int, int] = (-35, -15), noise_gap_seconds: float = 0.2,
-                 noise_sampling: str = "family", preload: bool = False):
+                 noise_sampling: str = "family", preload: bool = False,
+                 extra_noise_families: tuple[str, ...] = (), extra_noise_per_family: int = 24):
         if segment_seconds <= 0:
             raise ValueError(f"segment_seconds must be positive; got {segment_seconds}")
         if num_items <= 0:
@@ -124,6 +126,9 @@ class SpeechMixer(torch.utils.data.Dataset):
         if noise_sampling not in ("family", "clip"):
             raise ValueError(f"noise_sampling must be 'family' or 'clip'; got {noise_sampling!r}")
         self.pool = SplitPool(pools_dir, split)
+        self.extra_noise_families = tuple(extra_noise_families)
+        if self.extra_noise_families:
+            self.pool.add_generated(self._extra_recipes(split, extra_noise_per_family, seed))
         if reverb_proportion > 0 and not self.pool.rirs:
             raise ValueError(f"split {split!r} of {pools_dir} has no RIRs; use reverb_proportion=0")
         self.split = split
@@ -142,6 +147,23 @@ class SpeechMixer(torch.utils.data.Dataset):
         self._clips_by_family = [np.flatnonzero(np.asarray(fam_of) == f) for f in self._families]
         if preload:
             self.preload()
+
+    def _extra_recipes(self, split: str, per_family: int, seed: int) -> list[dict]:
+        """Recipes of the extra generated families (``noise.EXTRA_FAMILIES``), fixed by ``seed``; refused for the
+        test split and for a family the pools keep for testing."""
+        bad = [f for f in self.extra_noise_families if f not in EXTRA_FAMILIES]
+        if bad:
+            raise ValueError(f"extra_noise_families must be among {EXTRA_FAMILIES}; got {bad}")
+        held_out = set(self.pool.manifest.get("meta", {}).get("noise_families", {}).get("test", []))
+        if split == "test" or held_out & set(self.extra_noise_families):
+            raise ValueError(f"extra noise families are for training mixtures; split {split!r}, test families "
+                             f"{sorted(held_out)}")
+        if per_family < 1:
+            raise ValueError(f"extra_noise_per_family must be >= 1; got {per_family}")
+        rng = np.random.default_rng([int(seed), 0x6578747261])
+        return [{"id": f"extra-{fam}/{k:03d}", "family": fam, "seconds": round(float(rng.uniform(6, 10)), 1),
+                 "seed": int(rng.integers(2**31)), "params": random_noise_params(fam, rng)}
+                for fam in self.extra_noise_families for k in range(per_family)]
 
     def preload(self, rirs: bool = False) -> "SpeechMixer":
         """Decode the pools and realise the generated noise now (and simulate every RIR with ``rirs``); see the

@@ -13,7 +13,13 @@ float32 signal every time, so a recipe behaves like a stored noise file that cos
 ``fan``            band-limited noise plus a weak blade-pass tone and harmonics, slowly modulated
 ``hum``            mains hum: 50 or 60 Hz and harmonics over a faint pink floor
 ``engine``         harmonic engine sound (25-90 Hz firing rate, drifting rpm) plus brown rumble
+``tones``          tonal events (1-4 partials, 150 Hz-3 kHz, attack/decay envelopes, some vibrato) at random times
+``sweeps``         tones gliding up and down between two frequencies (0.3-3 s per glide), with a few harmonics
+``textures``       band-pass noise whose centre frequency and level wander slowly, with sparse crackle
 =================  ==============================================================================================
+
+The last three are not in any pools split: :class:`~linseq.data.speech.mixer.SpeechMixer` adds them to training
+mixtures on request (``extra_noise_families``), for variety beyond the training split's families.
 
 Every generator returns ``[T]`` float32 peak-normalised to 0.9 (the mixer re-normalises anyway).
 """
@@ -27,14 +33,15 @@ import numpy as np
 from linseq.data.speech.audio import SAMPLE_RATE
 
 __all__ = [
-    "GENERATED_FAMILIES", "LTAS_FREQS", "colored_noise", "generate_noise", "random_noise_params", "realise_noise",
+    "EXTRA_FAMILIES", "GENERATED_FAMILIES", "LTAS_FREQS", "colored_noise", "generate_noise", "random_noise_params", "realise_noise",
     "long_term_spectrum_db",
 ]
 
 GENERATED_FAMILIES = (
     "white", "pink", "brown", "blue", "violet", "speech_shaped", "am_modulated", "bursty", "clicks", "fan", "hum",
-    "engine",
+    "engine", "tones", "sweeps", "textures",
 )
+EXTRA_FAMILIES = ("tones", "sweeps", "textures")  # training-time extras (SpeechMixer), in no pools split
 _EXPONENTS = {"white": 0.0, "pink": -1.0, "brown": -2.0, "blue": 1.0, "violet": 2.0}
 # frequencies (Hz) at which a long-term average speech spectrum is stored: 32 log-spaced points, 50 Hz - 8 kHz
 LTAS_FREQS = tuple(float(f) for f in np.round(np.geomspace(50.0, 8000.0, 32), 1))
@@ -179,6 +186,45 @@ def generate_noise(family: str, num_samples: int, rng: np.random.Generator, samp
         for k in range(1, 21):
             x += k ** -1.0 * rng.uniform(0.5, 1.0) * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
         x = _unit(x) + _unit(colored_noise(n, -2.0, rng, sr)) * 10 ** (p["rumble_db"] / 20)
+    elif family == "tones":
+        x = _unit(colored_noise(n, -1.0, rng, sr)) * 10 ** (p["floor_db"] / 20)
+        for _ in range(max(1, rng.poisson(p["events_per_s"] * n / sr))):
+            dur = int(sr * rng.uniform(*p["event_s"]))
+            start = int(rng.integers(0, max(1, n - dur // 2)))
+            seg = np.arange(min(dur, n - start)) / sr
+            f0 = rng.uniform(150, 3000)
+            ratios = [1.0] + sorted(rng.uniform(1.2, 4.0, size=int(rng.integers(0, 4))).tolist())
+            vib = rng.uniform(0, p["vibrato"]) * np.sin(2 * np.pi * rng.uniform(3, 8) * seg)
+            env = np.minimum(1.0, seg / rng.uniform(0.003, 0.05)) * np.exp(-seg / rng.uniform(0.05, 0.8))
+            tone = sum(r ** -1.0 * np.sin(2 * np.pi * f0 * r * (seg + vib / (2 * np.pi * f0)) + rng.uniform(0, 6.283))
+                       for r in ratios if f0 * r < sr / 2)
+            x[start:start + len(seg)] += env * tone * rng.uniform(0.3, 1.0)
+    elif family == "sweeps":
+        lo = p["low_hz"]
+        hi = lo * p["ratio"]
+        pos = np.abs(((t / p["glide_s"]) % 2.0) - 1.0)  # triangle wave 0..1: up, then down
+        f = lo * (hi / lo) ** pos
+        phase = 2 * np.pi * np.cumsum(f) / sr
+        x = sum(k ** -1.5 * np.sin(k * phase) for k in range(1, 4) if k * hi < sr / 2)
+        x = _unit(x) + _unit(colored_noise(n, -1.0, rng, sr)) * 10 ** (p["floor_db"] / 20)
+    elif family == "textures":
+        steps = max(2, int(n / sr * 4) + 2)  # control points 4 per second, smoothed random walks
+        ctrl = np.linspace(0, steps - 1, n)
+        walk = lambda: np.interp(ctrl, np.arange(steps), np.cumsum(rng.standard_normal(steps)) / np.sqrt(steps))  # noqa: E731
+        centre = p["centre_hz"] * np.exp(0.6 * walk())
+        x = np.zeros(n)
+        hop = 1024  # band-pass frame by frame around the centre of its time; square-root Hann windows on both
+        win = np.sqrt(np.hanning(2 * hop + 1)[:-1])  # sides overlap-add to a constant at 50 % overlap
+        f = np.fft.rfftfreq(2 * hop, 1.0 / sr)
+        for i in range(0, n, hop):
+            c = centre[min(i + hop, n - 1)]
+            band = np.exp(-0.5 * (np.log(np.maximum(f, 1.0) / c) / p["width_oct"]) ** 2)
+            frame = np.fft.irfft(np.fft.rfft(rng.standard_normal(2 * hop) * win) * band, 2 * hop) * win
+            x[i:i + 2 * hop] += frame[: len(x[i:i + 2 * hop])]
+        x = _unit(x) * np.exp(0.5 * walk())
+        num = rng.poisson(p["crackle_per_s"] * n / sr)
+        for q in rng.integers(0, n, size=num):
+            x[q] += rng.standard_normal() * rng.uniform(1.0, 4.0)
     return _peak(x)
 
 
@@ -209,6 +255,13 @@ def random_noise_params(family: str, rng: np.random.Generator) -> dict[str, Any]
                 "floor_db": u(-40, -20)}
     if family == "engine":
         return {"firing_hz": u(25, 90), "drift": u(0.02, 0.15), "rumble_db": u(-15, 0)}
+    if family == "tones":
+        return {"events_per_s": u(0.5, 4.0), "event_s": [0.05, u(0.2, 1.5)], "vibrato": u(0.0, 0.02),
+                "floor_db": u(-40, -20)}
+    if family == "sweeps":
+        return {"low_hz": u(300, 1500), "ratio": u(1.3, 3.0), "glide_s": u(0.3, 3.0), "floor_db": u(-40, -20)}
+    if family == "textures":
+        return {"centre_hz": u(300, 4000), "width_oct": u(0.3, 1.5), "crackle_per_s": u(0.0, 30.0)}
     raise ValueError(f"family must be one of {GENERATED_FAMILIES}; got {family!r}")
 
 

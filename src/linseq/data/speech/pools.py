@@ -364,6 +364,18 @@ class SplitPool:
         self._rir_cache: dict[int, np.ndarray] = {}
         self._gen_cache: dict[int, np.ndarray] = {}
 
+    def add_generated(self, recipes: list[dict[str, Any]]) -> "SplitPool":
+        """Append generated noise recipes (``{"id", "family", "seconds", "seed", "params"}``) as more noise clips of
+        this split in memory; the pools folder is not touched."""
+        known = {cid for cid, _ in self.noise_clips}
+        for r in recipes:
+            if r["id"] in known:
+                raise ValueError(f"noise clip id {r['id']!r} is already in split {self.split!r}")
+            self.noise_clips.append((r["id"], r["family"]))
+            self._noise_rows.append(r)
+        self.families = sorted({f for _, f in self.noise_clips})
+        return self
+
     # -- decoding
     def _file(self, rel: str) -> np.ndarray:
         a = self._audio.get(rel)

@@ -71,6 +71,7 @@ class TrainConfig:
     batch_size: int | None = None
     segment_seconds: float = 3.072
     snr_range: tuple[int, int] | None = None  # mixtures' SNR range in dB (None: the recipe's -5..20)
+    extra_noise: tuple[str, ...] = ()  # generated noise families added to the mixtures (noise.EXTRA_FAMILIES)
     lr: float = 1e-3
     lr_schedule: str = "constant"  # or "cosine": lr -> lr_min over the budget
     lr_min: float = 1e-5
