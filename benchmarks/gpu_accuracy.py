@@ -11,8 +11,14 @@ cases = [(2,4096+37,4,128,128,'bf16','head',None),(2,4096+37,4,128,128,'bf16','t
          (2,4096+37,4,128,128,'fp16','token',None),(2,4096+37,4,256,256,'bf16','head',None),
          (1,32768+5,4,128,128,'bf16','token',8),(2,4096+37,4,100,72,'fp32','token',None)] if big else \
         [(2,150,2,32,24,'fp32','token',None),(2,130,2,40,70,'fp16','token',2),(1,200,2,16,16,'fp32','head',3)]  # fp32 last: slowest on the GPU
+# the backward on float32 operands when the decay needs a gradient (function.DECAY_GRAD_PRECISION), bf16 cases
+exact_cases = [(2,4096+37,4,128,128,'bf16','head',None,'tf32x3'),(2,4096+37,4,128,128,'bf16','token',None,'tf32x3'),
+               (1,32768+5,4,128,128,'bf16','head',8,'tf32'),(1,32768+5,4,128,128,'bf16','head',8,'tf32x3')] if big else \
+              [(2,150,2,32,24,'fp16','token',None,'tf32x3')]
+import linseq.ops.lightning.triton.function as fn_mod
 print('case | o | final | dq | dk | dv | dlog_decay | dh0 | s')
-for (B,T,H,K,V,dt,dec,ns) in cases:
+for (B,T,H,K,V,dt,dec,ns,*exact) in [c + (None,) for c in cases] + exact_cases:
+    fn_mod.DECAY_GRAD_PRECISION = exact[0]
     dtype={'bf16':torch.bfloat16,'fp16':torch.float16,'fp32':torch.float32}[dt]
     t0=time.time()
     q,k,v=(torch.randn(B,T,H,d,device=dev,dtype=dtype) for d in (K,K,V))
@@ -32,4 +38,4 @@ for (B,T,H,K,V,dt,dec,ns) in cases:
     ((o2*do.double()).sum()+(s2*dht.double()).sum()).backward()
     gr=[f'{rel(a.grad,b.grad):.1e}' for a,b in zip(ins,ins64)]
     if g is None: gr.insert(3,'-')
-    print(f'{B}x{T}x{H} K{K} V{V} {dt} {dec} ns={ns} | {rel(o,o2):.1e} | {rel(s,s2):.1e} | '+' | '.join(gr)+f' | {time.time()-t0:.1f}', flush=True)
+    print(f'{B}x{T}x{H} K{K} V{V} {dt} {dec} ns={ns}{" grad operands " + exact[0] if exact[0] else ""} | {rel(o,o2):.1e} | {rel(s,s2):.1e} | '+' | '.join(gr)+f' | {time.time()-t0:.1f}', flush=True)

@@ -102,7 +102,12 @@ def test_triton_mild_and_strong_decay_match_definition(decay):
 
 
 @needs_triton
-def test_triton_fp16_is_close_to_definition():
+@pytest.mark.parametrize("decay_grad_precision", [None, "tf32x3"])
+def test_triton_fp16_is_close_to_definition(monkeypatch, decay_grad_precision):
+    """Also with DECAY_GRAD_PRECISION: the backward's dots on float32 operands when the decay needs a gradient."""
+    from linseq.ops.lightning.triton import function as fn_mod
+
+    monkeypatch.setattr(fn_mod, "DECAY_GRAD_PRECISION", decay_grad_precision)
     inputs = make_inputs(1, 97, 2, 16, 16, torch.float16, "token")
     out = run_with_grads("triton" if torch.cuda.is_available() else None, *inputs, 1.0,
                          **({} if torch.cuda.is_available() else {"fn": _interpreted}))

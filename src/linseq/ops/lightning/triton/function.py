@@ -61,6 +61,10 @@ FWD_NUM_WARPS: int | None = None
 FWD_BLOCK_T: int | None = None  # token block of the forward (a divisor of BLOCK_T, so segments stay whole blocks)
 FWD_TMA = False  # forward loads through tensor descriptors (Hopper TMA) where the layout allows them
 BWD_TMA = False  # the same for the dq and dk/dv sweeps
+# When the decay needs a gradient and the inputs are 16-bit: None keeps the backward's 16-bit dot operands (the
+# decay gradient, a cancelling sum of q·dq − k·dk, is then loose: README); "tf32" or "tf32x3" (≈ fp32) makes every
+# backward dot take float32 operands at that precision, for dq and dk exact enough for the decay gradient.
+DECAY_GRAD_PRECISION: str | None = None
 
 
 def _descriptors(tensors, blocks) -> list | None:
@@ -229,8 +233,9 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg
     # the fused dk/dv sweep holds the most tiles at once: halve its block when the state tile is large
     BT_dkdv = DKDV_BLOCK_T or (BLOCK_T // 2 if BK * BV > 128 * 64 and not DKDV_SEPARATE else BLOCK_T)
     elem = q.element_size()
-    common = dict(T=T, H=H, K=K, V=V, SEG_LEN=plan.seg_len, DECAY=decay,
-                  IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype))
+    exact = DECAY_GRAD_PRECISION is not None and grad_dtype == torch.float32 and q.dtype != torch.float32
+    common = dict(T=T, H=H, K=K, V=V, SEG_LEN=plan.seg_len, DECAY=decay, IS_VARLEN=plan.is_varlen,
+                  PRECISION=DECAY_GRAD_PRECISION if exact else _precision(q.dtype), F32=exact)
 
     dq = torch.empty(qf.shape, dtype=grad_dtype, device=q.device)
     dq_h0 = seg_states if NS > 1 else h0

@@ -64,6 +64,14 @@ def _load_block(D, P, row0, t, t_mask, i_h, H, Dim, offs, d_mask, col0, BT: tl.c
 
 
 @triton.jit
+def _op(x, like, F32: tl.constexpr):
+    """A dot operand: ``x`` in ``like``'s dtype, or in float32 with ``F32`` (more exact gradients, slower dots)."""
+    if F32:
+        return x.to(tl.float32)
+    return x.to(like.dtype)
+
+
+@triton.jit
 def _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT: tl.constexpr, DECAY: tl.constexpr):
     """Inclusive cumulative log decay inside one block, ``[BT]``, and its total over the valid tokens."""
     if DECAY == 2:
@@ -180,7 +188,7 @@ def lightning_bwd_dq_kernel(
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_H0: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
-    USE_TMA: tl.constexpr = False,
+    USE_TMA: tl.constexpr = False, F32: tl.constexpr = False,
 ):
     """Grid (K / BK, N*H, NS). BV covers all of V; S is the [BK, V] slice of the state. H0 holds each
     segment's starting state ([N,H,NS,K,V], kept by the forward) or, unsplit, the initial state."""
@@ -217,15 +225,15 @@ def lightning_bwd_dq_kernel(
             b_da = b_da * _decay_matrix(b_g, causal, scale)
         else:
             b_da = tl.where(causal, b_da * scale, 0.0)
-        b_dq = tl.dot(b_da.to(b_k.dtype), b_k, input_precision=PRECISION)
-        b_inter = tl.dot(b_do, tl.trans(b_s.to(b_do.dtype)), input_precision=PRECISION)
+        b_dq = tl.dot(_op(b_da, b_k, F32), _op(b_k, b_k, F32), input_precision=PRECISION)
+        b_inter = tl.dot(_op(b_do, b_do, F32), tl.trans(_op(b_s, b_do, F32)), input_precision=PRECISION)
         if DECAY > 0:
             b_dq += b_inter * (tl.exp(b_g) * scale)[:, None]
-            b_kd = (b_k * tl.exp(g_last - b_g)[:, None]).to(b_k.dtype)
-            b_s = b_s * tl.exp(g_last) + tl.dot(tl.trans(b_kd), b_v, input_precision=PRECISION)
+            b_kd = _op(b_k * tl.exp(g_last - b_g)[:, None], b_k, F32)
+            b_s = b_s * tl.exp(g_last) + tl.dot(tl.trans(b_kd), _op(b_v, b_v, F32), input_precision=PRECISION)
         else:
             b_dq += b_inter * scale
-            b_s += tl.dot(tl.trans(b_k), b_v, input_precision=PRECISION)
+            b_s += tl.dot(tl.trans(_op(b_k, b_k, F32)), _op(b_v, b_v, F32), input_precision=PRECISION)
         _store_rows(DQ, b_dq, t, t_mask, i_h, H, K, offs_k, k_mask)
 
 
@@ -237,6 +245,7 @@ def lightning_bwd_dkdv_kernel(
     DECAY: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, STATE_ONLY: tl.constexpr,
     SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
     WANT_DK: tl.constexpr = True, WANT_DV: tl.constexpr = True, USE_TMA: tl.constexpr = False,
+    F32: tl.constexpr = False,
 ):
     """Grid (V / BV, N*H, NS), blocks visited last to first. BK covers all of K; dS is the [K, BV] slice.
 
@@ -290,11 +299,11 @@ def lightning_bwd_dkdv_kernel(
         b_do = _load_block(DOD, DO, row0, t, t_mask, i_h, H, V, offs_v, v_mask, i_v * BV, BT, BV, USE_TMA)
         if DECAY > 0:
             b_g, g_last = _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT, DECAY)
-            b_qd = (b_q * (tl.exp(b_g) * scale)[:, None]).to(b_q.dtype)
+            b_qd = _op(b_q * (tl.exp(b_g) * scale)[:, None], b_q, F32)
         else:
-            b_qd = (b_q * scale).to(b_q.dtype)
+            b_qd = _op(b_q * scale, b_q, F32)
         if not STATE_ONLY:
-            b_ds_lo = b_ds.to(b_q.dtype)
+            b_ds_lo = _op(b_ds, b_q, F32)
             if DECAY > 0:
                 b_d = _decay_matrix(b_g, causal, scale)
                 b_to_end = tl.exp(g_last - b_g)
@@ -303,11 +312,11 @@ def lightning_bwd_dkdv_kernel(
                 b_a = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION)
                 if DECAY > 0:
                     b_a = b_a * b_d
-                    b_kd = (b_k * b_to_end[:, None]).to(b_k.dtype)
+                    b_kd = _op(b_k * b_to_end[:, None], b_k, F32)
                 else:
                     b_a = tl.where(causal, b_a * scale, 0.0)
-                    b_kd = b_k
-                b_dv = tl.dot(tl.trans(b_a.to(b_do.dtype)), b_do, input_precision=PRECISION)
+                    b_kd = _op(b_k, b_k, F32)
+                b_dv = tl.dot(tl.trans(_op(b_a, b_do, F32)), _op(b_do, b_do, F32), input_precision=PRECISION)
                 b_dv += tl.dot(b_kd, b_ds_lo, input_precision=PRECISION)
                 _store_rows(DV, b_dv, t, t_mask, i_h, H, V, offs_v, v_mask)
             if WANT_DK:
@@ -315,17 +324,17 @@ def lightning_bwd_dkdv_kernel(
                 b_dp = tl.dot(b_do, tl.trans(b_v), input_precision=PRECISION)
                 if DECAY > 0:
                     b_dp = b_dp * b_d
-                    b_vd = (b_v * b_to_end[:, None]).to(b_v.dtype)
+                    b_vd = _op(b_v * b_to_end[:, None], b_v, F32)
                 else:
                     b_dp = tl.where(causal, b_dp * scale, 0.0)
-                    b_vd = b_v
-                b_dk = tl.dot(tl.trans(b_dp.to(b_q.dtype)), b_q, input_precision=PRECISION)
+                    b_vd = _op(b_v, b_v, F32)
+                b_dk = tl.dot(tl.trans(_op(b_dp, b_q, F32)), _op(b_q, b_q, F32), input_precision=PRECISION)
                 b_dk += tl.dot(b_vd, tl.trans(b_ds_lo), input_precision=PRECISION)
                 _store_rows(DK + i_v * DK_SPLIT_STRIDE, b_dk, t, t_mask, i_h, H, K, offs_k, k_mask)
         if DECAY > 0:
-            b_ds = b_ds * tl.exp(g_last) + tl.dot(tl.trans(b_qd), b_do, input_precision=PRECISION)
+            b_ds = b_ds * tl.exp(g_last) + tl.dot(tl.trans(b_qd), _op(b_do, b_do, F32), input_precision=PRECISION)
         else:
-            b_ds += tl.dot(tl.trans(b_qd), b_do, input_precision=PRECISION)
+            b_ds += tl.dot(tl.trans(b_qd), _op(b_do, b_do, F32), input_precision=PRECISION)
 
     if STATE_ONLY:
         tl.store(LOCAL + seg_off + state_ptrs, b_ds, mask=state_mask)
