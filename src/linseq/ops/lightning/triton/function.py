@@ -63,7 +63,8 @@ FWD_TMA = False  # forward loads through tensor descriptors (Hopper TMA) where t
 BWD_TMA = False  # the same for the dq and dk/dv sweeps
 # When the decay needs a gradient and the inputs are 16-bit: None keeps the backward's 16-bit dot operands (the
 # decay gradient, a cancelling sum of q·dq − k·dk, is then loose: README); "tf32" or "tf32x3" (≈ fp32) makes every
-# backward dot take float32 operands at that precision, for dq and dk exact enough for the decay gradient.
+# backward dot take float32 operands at that precision ("ieee": exact float32), for dq and dk exact enough for the
+# decay gradient.
 DECAY_GRAD_PRECISION: str | None = None
 
 
@@ -232,8 +233,10 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg
     BKq = _key_block(K, V)
     # the fused dk/dv sweep holds the most tiles at once: halve its block when the state tile is large
     BT_dkdv = DKDV_BLOCK_T or (BLOCK_T // 2 if BK * BV > 128 * 64 and not DKDV_SEPARATE else BLOCK_T)
-    elem = q.element_size()
+    if DECAY_GRAD_PRECISION not in (None, "tf32", "tf32x3", "ieee"):
+        raise ValueError(f"DECAY_GRAD_PRECISION must be None, 'tf32', 'tf32x3' or 'ieee'; got {DECAY_GRAD_PRECISION!r}")
     exact = DECAY_GRAD_PRECISION is not None and grad_dtype == torch.float32 and q.dtype != torch.float32
+    elem = 4 if exact else q.element_size()  # float32 operands take twice the shared memory per pipeline stage
     common = dict(T=T, H=H, K=K, V=V, SEG_LEN=plan.seg_len, DECAY=decay, IS_VARLEN=plan.is_varlen,
                   PRECISION=DECAY_GRAD_PRECISION if exact else _precision(q.dtype), F32=exact)
 
