@@ -142,3 +142,16 @@ def test_speech_breakdown_averages_differences_per_group():
     assert table["SNR WR 20-24 dB"] == {"n": 1, "m": -2.0} and table["speech: asterisk"]["m"] == -2.0
     text = mod.markdown({"SI_SDR": table}, {"m": "Model"})
     assert "| noise: hum | 2 | +1.00 |" in text
+
+
+def test_docs_speech_block_is_the_rendering_of_the_committed_results():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "render_speech_table.py"
+    spec = importlib.util.spec_from_file_location("render_speech_table", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    summary, cpu = mod.load()
+    block = mod.DOCS.read_text().split(mod.BEGIN, 1)[1].split(mod.END, 1)[0].strip()
+    assert block == mod.render(summary, cpu).strip(), "docs/speech.md is stale: run python docs/build_readme.py"
