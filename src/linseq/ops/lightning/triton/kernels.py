@@ -66,9 +66,11 @@ def _load_block(D, P, row0, t, t_mask, i_h, H, Dim, offs, d_mask, col0, BT: tl.c
 @triton.jit
 def _op(x, like, F32: tl.constexpr):
     """A dot operand: ``x`` in ``like``'s dtype, or in float32 with ``F32`` (more exact gradients, slower dots)."""
-    if F32:
-        return x.to(tl.float32)
-    return x.to(like.dtype)
+    if F32:  # one return: Triton 3.6 rejects returns of different types even under a constexpr branch
+        y = x.to(tl.float32)
+    else:
+        y = x.to(like.dtype)
+    return y
 
 
 @triton.jit
