@@ -179,7 +179,6 @@ def _datasets(args: argparse.Namespace, cfg):
 
     # one endless "epoch" (every index is its own mixture), so set_epoch, shared by the DataLoader workers, never
     # changes while they run and the stream position alone fixes the data (exact resume)
-    cfg.check()  # a bad --snr-range fails here, before the pools are read
     mix = {"snr_range": tuple(cfg.snr_range)} if cfg.snr_range else {}
     if cfg.extra_noise:
         mix["extra_noise_families"] = tuple(cfg.extra_noise)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from linseq.data.speech.audio import SAMPLE_RATE, activity, encode_audio, is_clipped, trim_silence
-from linseq.data.speech.noise import long_term_spectrum_db, random_noise_params
+from linseq.data.speech.noise import long_term_spectrum_db, noise_recipes
 from linseq.data.speech.pools import (
     SPLITS, _swap_into_place, folder_mib, format_summary, load_manifest, pools_summary, write_pools_from_arrays,
 )
@@ -348,15 +348,7 @@ def _babble(train_speech: list[dict[str, Any]], n: int, seconds: float, rng: np.
 
 
 def _recipes(split: str, per_family: int, ltas: list[float] | None, rng: np.random.Generator) -> list[dict[str, Any]]:
-    out = []
-    for fam in GENERATED[split]:
-        for k in range(per_family):
-            params = random_noise_params(fam, rng)
-            if fam == "speech_shaped" and ltas is not None:
-                params["ltas_db"] = ltas
-            out.append({"id": f"gen-{fam}/{k:03d}", "family": fam, "seconds": round(float(rng.uniform(6, 10)), 1),
-                        "seed": int(rng.integers(2**31)), "params": params})
-    return out
+    return noise_recipes(GENERATED[split], per_family, rng, "gen", ltas)
 
 
 def _take(items: list[dict[str, Any]], seconds: float, rng: np.random.Generator) -> list[dict[str, Any]]:

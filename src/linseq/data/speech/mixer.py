@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from linseq.data.speech.audio import EPS, SAMPLE_RATE, fftconvolve
-from linseq.data.speech.noise import EXTRA_FAMILIES, random_noise_params
+from linseq.data.speech.noise import EXTRA_FAMILIES, noise_recipes
 from linseq.data.speech.pools import SplitPool
 
 __all__ = ["SpeechMixer", "mix_at_snr", "noise_segment", "crop_or_pad"]
@@ -160,10 +160,8 @@ class SpeechMixer(torch.utils.data.Dataset):
                              f"{sorted(held_out)}")
         if per_family < 1:
             raise ValueError(f"extra_noise_per_family must be >= 1; got {per_family}")
-        rng = np.random.default_rng([int(seed), 0x6578747261])
-        return [{"id": f"extra-{fam}/{k:03d}", "family": fam, "seconds": round(float(rng.uniform(6, 10)), 1),
-                 "seed": int(rng.integers(2**31)), "params": random_noise_params(fam, rng)}
-                for fam in self.extra_noise_families for k in range(per_family)]
+        return noise_recipes(self.extra_noise_families, per_family, np.random.default_rng([int(seed), 0x6578747261]),
+                             "extra")
 
     def preload(self, rirs: bool = False) -> "SpeechMixer":
         """Decode the pools and realise the generated noise now (and simulate every RIR with ``rirs``); see the

@@ -33,8 +33,8 @@ import numpy as np
 from linseq.data.speech.audio import SAMPLE_RATE
 
 __all__ = [
-    "EXTRA_FAMILIES", "GENERATED_FAMILIES", "LTAS_FREQS", "colored_noise", "generate_noise", "random_noise_params", "realise_noise",
-    "long_term_spectrum_db",
+    "EXTRA_FAMILIES", "GENERATED_FAMILIES", "LTAS_FREQS", "colored_noise", "generate_noise", "noise_recipes",
+    "random_noise_params", "realise_noise", "long_term_spectrum_db",
 ]
 
 GENERATED_FAMILIES = (
@@ -210,7 +210,10 @@ def generate_noise(family: str, num_samples: int, rng: np.random.Generator, samp
     elif family == "textures":
         steps = max(2, int(n / sr * 4) + 2)  # control points 4 per second, smoothed random walks
         ctrl = np.linspace(0, steps - 1, n)
-        walk = lambda: np.interp(ctrl, np.arange(steps), np.cumsum(rng.standard_normal(steps)) / np.sqrt(steps))  # noqa: E731
+
+        def walk() -> np.ndarray:
+            return np.interp(ctrl, np.arange(steps), np.cumsum(rng.standard_normal(steps)) / np.sqrt(steps))
+
         centre = p["centre_hz"] * np.exp(0.6 * walk())
         x = np.zeros(n)
         hop = 1024  # band-pass frame by frame around the centre of its time; square-root Hann windows on both
@@ -263,6 +266,21 @@ def random_noise_params(family: str, rng: np.random.Generator) -> dict[str, Any]
     if family == "textures":
         return {"centre_hz": u(300, 4000), "width_oct": u(0.3, 1.5), "crackle_per_s": u(0.0, 30.0)}
     raise ValueError(f"family must be one of {GENERATED_FAMILIES}; got {family!r}")
+
+
+def noise_recipes(families: tuple[str, ...], per_family: int, rng: np.random.Generator, prefix: str = "gen",
+                  ltas_db: list[float] | None = None) -> list[dict[str, Any]]:
+    """``per_family`` recipes of each family, ids ``<prefix>-<family>/<k:03d>``, 6-10 s each, all drawn from
+    ``rng``; ``speech_shaped`` recipes take ``ltas_db`` as their spectrum when given."""
+    out = []
+    for fam in families:
+        for k in range(per_family):
+            params = random_noise_params(fam, rng)
+            if fam == "speech_shaped" and ltas_db is not None:
+                params["ltas_db"] = ltas_db
+            out.append({"id": f"{prefix}-{fam}/{k:03d}", "family": fam, "seconds": round(float(rng.uniform(6, 10)), 1),
+                        "seed": int(rng.integers(2**31)), "params": params})
+    return out
 
 
 def realise_noise(recipe: dict[str, Any], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
