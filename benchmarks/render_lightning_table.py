@@ -145,11 +145,12 @@ def repeat_table(run: Path) -> str | None:
     how much the ratios move from one run to the next."""
     start = json.loads((run / "sweep.json").read_text())["meta"]["date"]
     runs = []
-    for folder in sorted(p for p in RESULTS.iterdir() if (p / "sweep.json").is_file()):
-        data = json.loads((folder / "sweep.json").read_text())
-        if data["meta"]["date"] >= start:
-            runs.append((data["meta"]["date"], folder, data))
-    runs.sort(key=lambda x: x[0])
+    for folder in RESULTS.iterdir():
+        if (folder / "sweep.json").is_file():
+            data = json.loads((folder / "sweep.json").read_text())
+            if data["meta"]["date"] >= start:
+                runs.append((data["meta"]["date"], folder, data))
+    runs.sort(key=lambda x: x[0])  # by measurement time
     table, times = {}, {"fla": {}, "linseq": {}}
     for date, folder, data in runs:
         ours = shipped_rows(data, folder.name)

@@ -165,8 +165,8 @@ def _version(t: torch.Tensor) -> int | None:
 
 
 def _known_good(t: torch.Tensor) -> bool:
-    entry = _GOOD.get(id(t))
-    return entry is not None and entry[0]() is t and entry[1] == _version(t) is not None
+    entry = _GOOD.get(id(t))  # only tensors with a version counter enter, so a None version never matches
+    return entry is not None and entry[0]() is t and entry[1] == _version(t)
 
 
 def _remember_good(t: torch.Tensor) -> None:
