@@ -23,7 +23,8 @@ from linseq.ops.lightning.triton import function as F
 
 # name -> settings of linseq.ops.lightning.triton.function (other sections run with the module's defaults)
 _SHIPPED = dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2, FWD_VALUE_BLOCK=None,
-                FWD_NUM_WARPS=None, FWD_BLOCK_T=None, FWD_TMA=False, BWD_TMA=False)
+                FWD_NUM_WARPS=None, FWD_BLOCK_T=None, FWD_TMA=False, BWD_TMA=False, STATE_PASS_REVERSED=False,
+                STATE_PASS_WARPS=None, STATE_PASS_STAGES=None)
 VARIANTS = {
     "sep3": _SHIPPED,
     # forward programs own 64-wide V slices: twice the programs, so the sequence split starts at 32K, not 16K
@@ -35,6 +36,11 @@ VARIANTS = {
     # q, k, v tiles of the forward through Hopper TMA descriptors: no per-element address registers
     "fwdtma": {**_SHIPPED, "FWD_TMA": True},
     "tma": {**_SHIPPED, "FWD_TMA": True, "BWD_TMA": True},
+    # the split's state-only passes (T >= 16K here): plain sums of decay-weighted products (no rescaling between
+    # the dots), and/or 4 warps with 2 stages (255 registers: two programs per multiprocessor)
+    "srev": {**_SHIPPED, "STATE_PASS_REVERSED": True},
+    "sw4": {**_SHIPPED, "STATE_PASS_WARPS": 4, "STATE_PASS_STAGES": 2},
+    "srev_w4": {**_SHIPPED, "STATE_PASS_REVERSED": True, "STATE_PASS_WARPS": 4, "STATE_PASS_STAGES": 2},
     "sep3_pps1": {**_SHIPPED, "PROGRAMS_PER_SM": 1},
     "sep3_pps4": {**_SHIPPED, "PROGRAMS_PER_SM": 4},
     "sep3_pps8": {**_SHIPPED, "PROGRAMS_PER_SM": 8},

@@ -102,6 +102,35 @@ def test_triton_mild_and_strong_decay_match_definition(decay):
 
 
 @needs_triton
+@pytest.mark.parametrize("backend", ["chunk", "triton"])
+def test_strong_per_head_decay_with_a_short_last_block(backend):
+    """A per-head decay of −3 and a last block of 6 tokens: the padded rows' decay to the block's end would be
+    e^174 (float32 overflow; 0·inf gave a NaN final state and decay gradient before the rows were masked)."""
+    q, k, v, _, h0 = make_inputs(2, 70, 2, 16, 24, torch.float32, "head")
+    g = torch.tensor([-0.05, -3.0])
+    kw = {"fn": _interpreted, "num_segments": 2} if backend == "triton" and not torch.cuda.is_available() else {}
+    out = run_with_grads(backend if not kw else None, q, k, v, g, h0, 1.0, **kw)
+    assert_close_to_reference(out, reference(q, k, v, g, h0, 1.0), 1e-5)
+
+
+@needs_triton
+@pytest.mark.parametrize("decay,cu", [("head", None), ("token", None), ("none", None), ("token", [0, 37, 37, 300])])
+def test_triton_reversed_state_passes(monkeypatch, decay, cu):
+    """STATE_PASS_REVERSED (the split's state-only passes as plain sums of decay-weighted products, with their own
+    launch settings): the same function and gradients. Segments of 3 blocks, so the decay between blocks counts."""
+    from linseq.ops.lightning.triton import function as fn_mod
+
+    monkeypatch.setattr(fn_mod, "STATE_PASS_REVERSED", True)
+    monkeypatch.setattr(fn_mod, "STATE_PASS_WARPS", 4)
+    monkeypatch.setattr(fn_mod, "STATE_PASS_STAGES", 2)
+    cu = None if cu is None else torch.tensor(cu, dtype=torch.int32)
+    inputs = make_inputs(1 if cu is not None else 2, 300, 2, 24, 40, torch.float32, decay,
+                         N=None if cu is None else len(cu) - 1)
+    out = run_with_grads(None, *inputs, 0.5, cu, fn=fn_mod.triton_lightning_attn, num_segments=2)
+    assert_close_to_reference(out, reference(*inputs, 0.5, cu), 1e-5)
+
+
+@needs_triton
 @pytest.mark.parametrize("decay_grad_precision", [None, "tf32x3"])
 def test_triton_fp16_is_close_to_definition(monkeypatch, decay_grad_precision):
     """Also with DECAY_GRAD_PRECISION: the backward's dots on float32 operands when the decay needs a gradient."""

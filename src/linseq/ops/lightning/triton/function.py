@@ -66,6 +66,24 @@ BWD_TMA = False  # the same for the dq and dk/dv sweeps
 # backward dot take float32 operands at that precision ("ieee": exact float32), for dq and dk exact enough for the
 # decay gradient.
 DECAY_GRAD_PRECISION: str | None = None
+# The state-only passes of a split sequence (forward: each segment's end state; backward: each segment's dS).
+# STATE_PASS_REVERSED visits the blocks in the order that makes the state a plain sum of decay-weighted products
+# (no rescaling of the accumulator between dots); STATE_PASS_WARPS / STATE_PASS_STAGES override their launch (these
+# passes hold no attention or output tiles: ~135 registers at 8 warps, ~250 at 4, so 4 warps fit two programs on
+# a multiprocessor).
+STATE_PASS_REVERSED = False
+STATE_PASS_WARPS: int | None = None
+STATE_PASS_STAGES: int | None = None
+
+
+def _state_pass_launch(launch: dict) -> dict:
+    """Launch settings of a state-only pass: the main pass's, with the STATE_PASS_* overrides."""
+    out = dict(num_warps=launch["num_warps"], num_stages=launch["num_stages"], REVERSED=STATE_PASS_REVERSED)
+    if STATE_PASS_WARPS is not None:
+        out["num_warps"] = STATE_PASS_WARPS
+    if STATE_PASS_STAGES is not None:
+        out["num_stages"] = STATE_PASS_STAGES
+    return out
 
 
 def _descriptors(tensors, blocks) -> list | None:
@@ -202,15 +220,15 @@ def lightning_forward(q, k, v, log_decay, scale, initial_state, output_final_sta
     qd, kd, vd = descs or (None, None, None)
     common = dict(T=T, H=H, K=K, V=V, NS=NS, SEG_LEN=plan.seg_len, BT=BT, BK=BK, BV=BV, DECAY=decay,
                   SPLIT=split, IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype), USE_TMA=descs is not None,
-                  QD=qd, KD=kd, VD=vd, **launch)
+                  QD=qd, KD=kd, VD=vd)
     grid = (triton.cdiv(V, BV), N * H, NS)
     if split:
         lightning_fwd_kernel[grid](
             qf, kf, vf, g, ld, None, None, None, local, seg_ld, None, cu_seqlens, scale,
-            HAS_H0=False, STORE_STATE=False, STATE_ONLY=True, **common)
+            HAS_H0=False, STORE_STATE=False, STATE_ONLY=True, **common, **_state_pass_launch(launch))
     lightning_fwd_kernel[grid](
         qf, kf, vf, g, ld, h0, o, final, local, seg_ld, seg_start, cu_seqlens, scale,
-        HAS_H0=h0 is not None, STORE_STATE=output_final_state, STATE_ONLY=False, **common)
+        HAS_H0=h0 is not None, STORE_STATE=output_final_state, STATE_ONLY=False, **common, **launch)
     if plan.has_empty:
         _pass_through_empty(final, h0, cu_seqlens)
     return o.view(B, T, H, V), final, seg_start, seg_ld
@@ -268,7 +286,7 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg
     if split:
         lightning_bwd_dkdv_kernel[grid](
             qf, kf, vf, dof, g, ld, None, None, None, None, local, seg_ld, cu_seqlens, scale,
-            HAS_DHT=False, STORE_DH0=False, STATE_ONLY=True, **common)
+            HAS_DHT=False, STORE_DH0=False, STATE_ONLY=True, **{**common, **_state_pass_launch(common)})
     outputs = [dict(WANT_DK=True, WANT_DV=False), dict(WANT_DK=False, WANT_DV=True)] if DKDV_SEPARATE else [{}]
     for i, want in enumerate(outputs):
         lightning_bwd_dkdv_kernel[grid](

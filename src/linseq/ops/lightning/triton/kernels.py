@@ -88,6 +88,13 @@ def _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT: tl.constexpr, DECAY:
 
 
 @triton.jit
+def _decay_to_end(b_g, g_end, t_mask):
+    """``exp(g_end − G_t)``, each token's decay to the point whose cumulative log decay is ``g_end``; 0 on rows
+    past the segment (a per-head G_t keeps falling there, so g_end − G_t would overflow for strong decays)."""
+    return tl.exp(tl.where(t_mask, g_end - b_g, float("-inf")))
+
+
+@triton.jit
 def _decay_matrix(b_g, causal, scale):
     """``scale·exp(G_i − G_j)`` where i ≥ j, else 0: the ``[BT, BT]`` decay mask of one block from its inclusive
     cumulative log decay ``b_g``. (Building it as the outer product exp(G_i)·exp(−G_j), BT² → 2·BT exponentials,
@@ -102,8 +109,11 @@ def lightning_fwd_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_H0: tl.constexpr, STORE_STATE: tl.constexpr, STATE_ONLY: tl.constexpr,
     SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr, USE_TMA: tl.constexpr = False,
+    REVERSED: tl.constexpr = False,
 ):
-    """STATE_ONLY: write this segment's local end state to LOCAL (and its total log decay to SEG_LD).
+    """STATE_ONLY: write this segment's local end state to LOCAL (and its total log decay to SEG_LD); with
+    REVERSED the blocks are visited last to first and each token's key is weighted by its decay to the segment's
+    end, so the state is a plain sum of products (no rescaling between them) that the dots can pipeline.
     Otherwise: start from h0 folded with the local states of the earlier segments (SPLIT), write the starting
     state to SEG_START (SPLIT), run the fused pass, and the last segment writes the final state to HT.
     USE_TMA: q, k, v tiles come through the tensor descriptors QD, KD, VD (Hopper's copy engine) instead of
@@ -144,7 +154,8 @@ def lightning_fwd_kernel(
     causal = tl.arange(0, BT)[:, None] >= tl.arange(0, BT)[None, :]
     num_blocks = tl.cdiv(seg_end - seg_start, BT)
     seg_log_decay = 0.0
-    for i_b in range(num_blocks):
+    for i_r in range(num_blocks):
+        i_b = num_blocks - 1 - i_r if STATE_ONLY and REVERSED else i_r
         t = seg_start + i_b * BT + tl.arange(0, BT)
         t_mask = t < seg_end
         n_valid = tl.minimum(seg_end - seg_start - i_b * BT, BT)
@@ -167,8 +178,13 @@ def lightning_fwd_kernel(
                 b_qd = (b_q * scale).to(b_q.dtype)
             b_o += tl.dot(b_qd, b_s.to(b_q.dtype), input_precision=PRECISION)
             _store_rows(O, b_o, t, t_mask, i_h, H, V, offs_v, v_mask)
-        if DECAY > 0:
-            b_kd = (b_k * tl.exp(g_last - b_g)[:, None]).to(b_k.dtype)
+        if DECAY > 0 and STATE_ONLY and REVERSED:
+            # seg_log_decay so far: the log decay from this block's end to the segment's end
+            b_kd = (b_k * _decay_to_end(b_g, seg_log_decay + g_last, t_mask)[:, None]).to(b_k.dtype)
+            b_s += tl.dot(tl.trans(b_kd), b_v, input_precision=PRECISION)
+            seg_log_decay += g_last
+        elif DECAY > 0:
+            b_kd = (b_k * _decay_to_end(b_g, g_last, t_mask)[:, None]).to(b_k.dtype)
             b_s = b_s * tl.exp(g_last) + tl.dot(tl.trans(b_kd), b_v, input_precision=PRECISION)
             seg_log_decay += g_last
         else:
@@ -231,7 +247,7 @@ def lightning_bwd_dq_kernel(
         b_inter = tl.dot(_op(b_do, b_do, F32), tl.trans(_op(b_s, b_do, F32)), input_precision=PRECISION)
         if DECAY > 0:
             b_dq += b_inter * (tl.exp(b_g) * scale)[:, None]
-            b_kd = _op(b_k * tl.exp(g_last - b_g)[:, None], b_k, F32)
+            b_kd = _op(b_k * _decay_to_end(b_g, g_last, t_mask)[:, None], b_k, F32)
             b_s = b_s * tl.exp(g_last) + tl.dot(tl.trans(b_kd), _op(b_v, b_v, F32), input_precision=PRECISION)
         else:
             b_dq += b_inter * scale
@@ -247,11 +263,13 @@ def lightning_bwd_dkdv_kernel(
     DECAY: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, STATE_ONLY: tl.constexpr,
     SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
     WANT_DK: tl.constexpr = True, WANT_DV: tl.constexpr = True, USE_TMA: tl.constexpr = False,
-    F32: tl.constexpr = False,
+    F32: tl.constexpr = False, REVERSED: tl.constexpr = False,
 ):
     """Grid (V / BV, N*H, NS), blocks visited last to first. BK covers all of K; dS is the [K, BV] slice.
 
-    STATE_ONLY: write this segment's own dL/d(state at its start) to LOCAL. Otherwise the gradient entering at
+    STATE_ONLY: write this segment's own dL/d(state at its start) to LOCAL; with REVERSED (of the reversed
+    order: blocks first to last) each query is weighted by its decay from the segment's start, a plain sum of
+    products as in the forward's state pass. Otherwise the gradient entering at
     the segment's end is dht folded with the later segments' LOCAL (SPLIT); segment 0 writes dh0.
     With several V slices each program writes its partial dk at ``DK + i_v * DK_SPLIT_STRIDE`` (float32),
     summed afterwards. ``WANT_DK`` / ``WANT_DV`` select the outputs: one launch for each keeps fewer tiles live
@@ -291,8 +309,9 @@ def lightning_bwd_dkdv_kernel(
 
     causal = tl.arange(0, BT)[:, None] >= tl.arange(0, BT)[None, :]
     num_blocks = tl.cdiv(seg_end - seg_start, BT)
+    from_start = 0.0  # REVERSED state pass: log decay from the segment's start to this block's start
     for i_r in range(num_blocks):
-        i_b = num_blocks - 1 - i_r
+        i_b = i_r if STATE_ONLY and REVERSED else num_blocks - 1 - i_r
         t = seg_start + i_b * BT + tl.arange(0, BT)
         t_mask = t < seg_end
         n_valid = tl.minimum(seg_end - seg_start - i_b * BT, BT)
@@ -301,14 +320,18 @@ def lightning_bwd_dkdv_kernel(
         b_do = _load_block(DOD, DO, row0, t, t_mask, i_h, H, V, offs_v, v_mask, i_v * BV, BT, BV, USE_TMA)
         if DECAY > 0:
             b_g, g_last = _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT, DECAY)
-            b_qd = _op(b_q * (tl.exp(b_g) * scale)[:, None], b_q, F32)
+            if STATE_ONLY and REVERSED:
+                b_qd = _op(b_q * (tl.exp(from_start + b_g) * scale)[:, None], b_q, F32)
+                from_start += g_last
+            else:
+                b_qd = _op(b_q * (tl.exp(b_g) * scale)[:, None], b_q, F32)
         else:
             b_qd = _op(b_q * scale, b_q, F32)
         if not STATE_ONLY:
             b_ds_lo = _op(b_ds, b_q, F32)
             if DECAY > 0:
                 b_d = _decay_matrix(b_g, causal, scale)
-                b_to_end = tl.exp(g_last - b_g)
+                b_to_end = _decay_to_end(b_g, g_last, t_mask)
             if WANT_DV:
                 b_k = _load_block(KD, Kp, row0, t, t_mask, i_h, H, K, offs_k, k_mask, 0, BT, BK, USE_TMA)
                 b_a = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION)
@@ -333,7 +356,7 @@ def lightning_bwd_dkdv_kernel(
                 b_dk = tl.dot(tl.trans(_op(b_dp, b_q, F32)), _op(b_q, b_q, F32), input_precision=PRECISION)
                 b_dk += tl.dot(b_vd, tl.trans(b_ds_lo), input_precision=PRECISION)
                 _store_rows(DK + i_v * DK_SPLIT_STRIDE, b_dk, t, t_mask, i_h, H, K, offs_k, k_mask)
-        if DECAY > 0:
+        if DECAY > 0 and not (STATE_ONLY and REVERSED):
             b_ds = b_ds * tl.exp(g_last) + tl.dot(tl.trans(b_qd), _op(b_do, b_do, F32), input_precision=PRECISION)
         else:
             b_ds += tl.dot(tl.trans(b_qd), _op(b_do, b_do, F32), input_precision=PRECISION)
