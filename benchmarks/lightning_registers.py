@@ -27,7 +27,7 @@ KERNELS_FILE = Path(__file__).resolve().parents[1] / "src" / "linseq" / "ops" / 
 TARGET = GPUTarget("cuda", 90, 32)
 BF16_TILES = {"Q", "Kp", "Vp", "O", "DO", "DV"}  # [B*T, H, D] tensors in the inputs' dtype
 FP32_TENSORS = {"G", "LD", "H0", "HT", "LOCAL", "SEG_LD", "SEG_START", "DQ", "DK", "DHT", "DH0"}
-INT_SCALARS = {"T", "NS", "SEG_LEN", "DK_SPLIT_STRIDE"}
+INT_SCALARS = {"T", "NS", "SEG_LEN", "NSUB", "DK_SPLIT_STRIDE"}
 
 
 def load_kernels():

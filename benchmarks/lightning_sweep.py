@@ -22,11 +22,19 @@ from linseq.io import run_metadata
 from linseq.ops.lightning.triton import function as F
 
 # name -> settings of linseq.ops.lightning.triton.function (other sections run with the module's defaults)
-_SHIPPED = dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=2, FWD_VALUE_BLOCK=None,
+_SHIPPED = dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=1, FWD_VALUE_BLOCK=None,
                 FWD_NUM_WARPS=None, FWD_BLOCK_T=None, FWD_TMA=False, BWD_TMA=False, STATE_PASS_REVERSED=False,
-                STATE_PASS_WARPS=None, STATE_PASS_STAGES=None)
+                STATE_PASS_WARPS=4, STATE_PASS_STAGES=2, STATE_SPLITS=None)
+# the plan shipped until dcf8f94: two fused-pass programs per SM in the split rule, whole-segment state passes
+_PREVIOUS = {**_SHIPPED, "PROGRAMS_PER_SM": 2, "STATE_SPLITS": 1, "STATE_PASS_WARPS": None, "STATE_PASS_STAGES": None}
 VARIANTS = {
-    "sep3": _SHIPPED,
+    "sub": _SHIPPED,
+    "prev": _PREVIOUS,
+    # one fused wave, but whole-segment state passes (isolates the sub-segments)
+    "pps1_nosub": {**_SHIPPED, "STATE_SPLITS": 1},
+    # sub-segmented state passes at 8 warps (127 registers: also two programs per SM)
+    "sub_w8": {**_SHIPPED, "STATE_PASS_WARPS": None},
+    "sep3": _PREVIOUS,
     # forward programs own 64-wide V slices: twice the programs, so the sequence split starts at 32K, not 16K
     "fwdv64": {**_SHIPPED, "FWD_VALUE_BLOCK": 64},
     "fwdv64_w8": {**_SHIPPED, "FWD_VALUE_BLOCK": 64, "FWD_NUM_WARPS": 8},
@@ -38,12 +46,12 @@ VARIANTS = {
     "tma": {**_SHIPPED, "FWD_TMA": True, "BWD_TMA": True},
     # the split's state-only passes (T >= 16K here): plain sums of decay-weighted products (no rescaling between
     # the dots), and/or 4 warps with 2 stages (255 registers: two programs per multiprocessor)
-    "srev": {**_SHIPPED, "STATE_PASS_REVERSED": True},
-    "sw4": {**_SHIPPED, "STATE_PASS_WARPS": 4, "STATE_PASS_STAGES": 2},
-    "srev_w4": {**_SHIPPED, "STATE_PASS_REVERSED": True, "STATE_PASS_WARPS": 4, "STATE_PASS_STAGES": 2},
-    "sep3_pps1": {**_SHIPPED, "PROGRAMS_PER_SM": 1},
-    "sep3_pps4": {**_SHIPPED, "PROGRAMS_PER_SM": 4},
-    "sep3_pps8": {**_SHIPPED, "PROGRAMS_PER_SM": 8},
+    "srev": {**_PREVIOUS, "STATE_PASS_REVERSED": True},
+    "sw4": {**_PREVIOUS, "STATE_PASS_WARPS": 4, "STATE_PASS_STAGES": 2},
+    "srev_w4": {**_PREVIOUS, "STATE_PASS_REVERSED": True, "STATE_PASS_WARPS": 4, "STATE_PASS_STAGES": 2},
+    "sep3_pps1": {**_PREVIOUS, "PROGRAMS_PER_SM": 1},
+    "sep3_pps4": {**_PREVIOUS, "PROGRAMS_PER_SM": 4},
+    "sep3_pps8": {**_PREVIOUS, "PROGRAMS_PER_SM": 8},
     "fused64_s3": {**_SHIPPED, "DKDV_SEPARATE": False, "DKDV_BLOCK_T": 64},
 }
 LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
@@ -105,12 +113,12 @@ def main() -> None:
             run("head", "-", "fla", head, lengths)
             use(variants[0])
             run("head", variants[0], "linseq-triton", head, lengths)
-            use("sep3")
+            use("sub")
         elif section == "variants":
             for name in variants[1:]:
                 use(name)
                 run("head", name, "linseq-triton", head, other_lengths)
-            use("sep3")
+            use("sub")
         elif section == "decode":
             for m in measure_decode(DecodeConfig(), device):
                 record("decode", "-", m)

@@ -21,8 +21,14 @@ from linseq.ops.lightning.triton.kernels import (
 )
 
 BLOCK_T = 64
-# Programs wanted in flight: a few per multiprocessor keeps enough loads outstanding on a memory-bound pass.
-PROGRAMS_PER_SM = 2
+# Fused-pass programs per multiprocessor in the split rule: one (255 registers a thread at 8 warps), so a split
+# sequence runs its fused pass in a single wave (H100, dcf8f94 vs the next commit: NOTES.md).
+PROGRAMS_PER_SM = 1
+# State-only passes (≤ 255 registers at 4 warps: two programs per multiprocessor): their segments are cut into
+# sub-segments until the sub-segments they need fill this many programs per multiprocessor. None of STATE_SPLITS:
+# that rule; an int forces the sub-segments per segment (largest power of two ≤ it that divides the segment).
+STATE_PROGRAMS_PER_SM = 2
+STATE_SPLITS: int | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class Plan:
     max_len: int  # longest sequence
     num_segments: int  # NS
     seg_len: int  # tokens per segment, a multiple of BLOCK_T
+    state_splits: int  # sub-segments per segment in the state-only passes (NSUB); seg_len / NSUB is whole blocks
     is_varlen: bool
     has_empty: bool  # some packed sequence has no tokens: its kernels never run
 
@@ -72,8 +79,8 @@ DECAY_GRAD_PRECISION: str | None = None
 # passes hold no attention or output tiles: ~135 registers at 8 warps, ~250 at 4, so 4 warps fit two programs on
 # a multiprocessor).
 STATE_PASS_REVERSED = False
-STATE_PASS_WARPS: int | None = None
-STATE_PASS_STAGES: int | None = None
+STATE_PASS_WARPS: int | None = 4
+STATE_PASS_STAGES: int | None = 2
 
 
 def _state_pass_launch(launch: dict) -> dict:
@@ -128,6 +135,22 @@ def default_num_segments(programs: int, blocks: int, sms: int) -> int:
     return max(1, min(PROGRAMS_PER_SM * sms // programs, blocks // 4))
 
 
+def default_state_splits(programs: int, num_segments: int, seg_blocks: int, sms: int) -> int:
+    """Sub-segments per segment for the state-only passes: a power of two dividing ``seg_blocks``, at least 4 blocks
+    each, growing until the (NS − 1)·NSUB sub-segments a pass needs fill STATE_PROGRAMS_PER_SM programs per
+    multiprocessor (or STATE_SPLITS, when set, as the upper bound without the 4-block floor)."""
+    if num_segments == 1:
+        return 1
+    if STATE_SPLITS is not None:
+        want, min_blocks = STATE_SPLITS, 1
+    else:
+        want, min_blocks = STATE_PROGRAMS_PER_SM * sms // (programs * (num_segments - 1)), 4
+    r = 1
+    while 2 * r <= want and seg_blocks % (2 * r) == 0 and seg_blocks // (2 * r) >= min_blocks:
+        r *= 2
+    return r
+
+
 def make_plan(q: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor | None, num_segments: int | None) -> Plan:
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -141,13 +164,15 @@ def make_plan(q: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor | None,
         N, max_len = B, T
     max_len = max(max_len, 1)
     blocks = triton.cdiv(max_len, BLOCK_T)
+    programs = N * H * triton.cdiv(V, _forward_value_block(K, V))
+    sms = _num_sms(q.device)
     if num_segments is None:
-        programs = N * H * triton.cdiv(V, _forward_value_block(K, V))
-        num_segments = default_num_segments(programs, blocks, _num_sms(q.device))
+        num_segments = default_num_segments(programs, blocks, sms)
     num_segments = max(1, min(num_segments, blocks))
     seg_blocks = triton.cdiv(blocks, num_segments)
     num_segments = triton.cdiv(blocks, seg_blocks)
-    return Plan(N, T, max_len, num_segments, seg_blocks * BLOCK_T, cu_seqlens is not None, has_empty)
+    splits = default_state_splits(programs, num_segments, seg_blocks, sms)
+    return Plan(N, T, max_len, num_segments, seg_blocks * BLOCK_T, splits, cu_seqlens is not None, has_empty)
 
 
 def _pass_through_empty(out: torch.Tensor | None, given: torch.Tensor | None, cu_seqlens) -> None:
@@ -172,7 +197,7 @@ def _launch(tile_elems: int, stage_bytes: int = 0) -> dict:
     loop loads ``stage_bytes`` per pipeline stage."""
     stages = NUM_STAGES
     if stages is None:
-        stages = 3 if 3 * stage_bytes + 2 * tile_elems <= SHARED_BYTES else 2
+        stages = next((n for n in (3, 2) if n * stage_bytes + 2 * tile_elems <= SHARED_BYTES), 1)
     return dict(num_warps=4 if tile_elems <= 128 * 64 else 8, num_stages=stages)
 
 
@@ -201,15 +226,15 @@ def lightning_forward(q, k, v, log_decay, scale, initial_state, output_final_sta
     ld = log_decay.float().contiguous() if decay == 1 else None
     h0 = initial_state.float().contiguous() if initial_state is not None else None
     BK, BV = _pow2(K), _forward_value_block(K, V)
-    N, NS = plan.num_seqs, plan.num_segments
+    N, NS, R = plan.num_seqs, plan.num_segments, plan.state_splits
     split = NS > 1
     o = torch.empty_like(vf)
     final = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
     local = seg_start = seg_ld = None
     if split:
-        local = q.new_empty(N, H, NS, K, V, dtype=torch.float32)
+        local = q.new_empty(N, H, NS * R, K, V, dtype=torch.float32)
         seg_start = q.new_empty(N, H, NS, K, V, dtype=torch.float32)
-        seg_ld = q.new_empty(N, H, NS, dtype=torch.float32) if decay == 2 else None
+        seg_ld = q.new_empty(N, H, NS * R, dtype=torch.float32) if decay == 2 else None
     BT = FWD_BLOCK_T or BLOCK_T
     if BLOCK_T % BT:
         raise ValueError(f"FWD_BLOCK_T must divide BLOCK_T = {BLOCK_T}; got {BT}")
@@ -218,16 +243,17 @@ def lightning_forward(q, k, v, log_decay, scale, initial_state, output_final_sta
         launch["num_warps"] = FWD_NUM_WARPS
     descs = _descriptors((qf, kf, vf), ((BT, 1, BK), (BT, 1, BK), (BT, 1, BV))) if FWD_TMA else None
     qd, kd, vd = descs or (None, None, None)
-    common = dict(T=T, H=H, K=K, V=V, NS=NS, SEG_LEN=plan.seg_len, BT=BT, BK=BK, BV=BV, DECAY=decay,
-                  SPLIT=split, IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype), USE_TMA=descs is not None,
+    common = dict(T=T, H=H, K=K, V=V, NSUB=R, BT=BT, BK=BK, BV=BV, DECAY=decay, SPLIT=split,
+                  IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype), USE_TMA=descs is not None,
                   QD=qd, KD=kd, VD=vd)
-    grid = (triton.cdiv(V, BV), N * H, NS)
-    if split:
-        lightning_fwd_kernel[grid](
-            qf, kf, vf, g, ld, None, None, None, local, seg_ld, None, cu_seqlens, scale,
-            HAS_H0=False, STORE_STATE=False, STATE_ONLY=True, **common, **_state_pass_launch(launch))
-    lightning_fwd_kernel[grid](
-        qf, kf, vf, g, ld, h0, o, final, local, seg_ld, seg_start, cu_seqlens, scale,
+    NV = triton.cdiv(V, BV)
+    if split:  # over sub-segments
+        lightning_fwd_kernel[(NV, N * H, NS * R)](
+            qf, kf, vf, g, ld, None, None, None, local, seg_ld, None, cu_seqlens, scale, NS=NS * R,
+            SEG_LEN=plan.seg_len // R, HAS_H0=False, STORE_STATE=False, STATE_ONLY=True, **common,
+            **_state_pass_launch(launch))
+    lightning_fwd_kernel[(NV, N * H, NS)](
+        qf, kf, vf, g, ld, h0, o, final, local, seg_ld, seg_start, cu_seqlens, scale, NS=NS, SEG_LEN=plan.seg_len,
         HAS_H0=h0 is not None, STORE_STATE=output_final_state, STATE_ONLY=False, **common, **launch)
     if plan.has_empty:
         _pass_through_empty(final, h0, cu_seqlens)
@@ -277,16 +303,18 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg
     grid = (NV, N * H, NS)
     split = NS > 1
     dh0 = q.new_empty(N, H, K, V, dtype=torch.float32) if need_dh0 else None
-    local = q.new_empty(N, H, NS, K, V, dtype=torch.float32) if split else None
-    common.update(BK=BK, BV=BV, NS=NS, SPLIT=split, DK_SPLIT_STRIDE=kf.numel())
+    R = plan.state_splits
+    local = q.new_empty(N, H, NS * R, K, V, dtype=torch.float32) if split else None
+    common.update(BK=BK, BV=BV, NS=NS, NSUB=R, SPLIT=split, DK_SPLIT_STRIDE=kf.numel())
     blocks = ((BT_dkdv, 1, BK), (BT_dkdv, 1, BK), (BT_dkdv, 1, BV), (BT_dkdv, 1, BV))
     descs = _descriptors((qf, kf, vf, dof), blocks) if BWD_TMA else None
     qd, kd, vd, dod = descs or (None, None, None, None)
     common.update(QD=qd, KD=kd, VD=vd, DOD=dod, USE_TMA=descs is not None)
-    if split:
-        lightning_bwd_dkdv_kernel[grid](
+    if split:  # over sub-segments
+        lightning_bwd_dkdv_kernel[(NV, N * H, NS * R)](
             qf, kf, vf, dof, g, ld, None, None, None, None, local, seg_ld, cu_seqlens, scale,
-            HAS_DHT=False, STORE_DH0=False, STATE_ONLY=True, **{**common, **_state_pass_launch(common)})
+            HAS_DHT=False, STORE_DH0=False, STATE_ONLY=True,
+            **{**common, **_state_pass_launch(common), "NS": NS * R, "SEG_LEN": plan.seg_len // R})
     outputs = [dict(WANT_DK=True, WANT_DV=False), dict(WANT_DK=False, WANT_DV=True)] if DKDV_SEPARATE else [{}]
     for i, want in enumerate(outputs):
         lightning_bwd_dkdv_kernel[grid](

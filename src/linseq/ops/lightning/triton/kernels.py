@@ -105,17 +105,21 @@ def _decay_matrix(b_g, causal, scale):
 @triton.jit
 def lightning_fwd_kernel(
     Q, Kp, Vp, G, LD, H0, O, HT, LOCAL, SEG_LD, SEG_START, CU, scale, QD, KD, VD,
-    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN, NSUB,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_H0: tl.constexpr, STORE_STATE: tl.constexpr, STATE_ONLY: tl.constexpr,
     SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr, USE_TMA: tl.constexpr = False,
     REVERSED: tl.constexpr = False,
 ):
-    """STATE_ONLY: write this segment's local end state to LOCAL (and its total log decay to SEG_LD); with
-    REVERSED the blocks are visited last to first and each token's key is weighted by its decay to the segment's
-    end, so the state is a plain sum of products (no rescaling between them) that the dots can pipeline.
-    Otherwise: start from h0 folded with the local states of the earlier segments (SPLIT), write the starting
-    state to SEG_START (SPLIT), run the fused pass, and the last segment writes the final state to HT.
+    """STATE_ONLY: launched over sub-segments (NS, SEG_LEN: sub-segments per sequence and their length; NSUB of
+    them make one segment of the fused pass), write this sub-segment's local end state to LOCAL and its total log
+    decay to SEG_LD. Sub-segments of a sequence's last segment write only the log decay (no later segment folds
+    their state in; the backward needs the decay). With REVERSED the blocks are visited last to first and each
+    token's key is weighted by its decay to the sub-segment's end, so the state is a plain sum of products (no
+    rescaling between them) that the dots can pipeline.
+    Otherwise: start from h0 folded with the local states of the earlier segments' NSUB sub-segments each (SPLIT),
+    write the starting state to SEG_START (SPLIT), run the fused pass, and the last segment writes the final state
+    to HT.
     USE_TMA: q, k, v tiles come through the tensor descriptors QD, KD, VD (Hopper's copy engine) instead of
     per-element pointers."""
     i_v, i_nh, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -134,18 +138,30 @@ def lightning_fwd_kernel(
     state_mask = k_mask[:, None] & v_mask[None, :]
 
     b_s = tl.zeros([BK, BV], dtype=tl.float32)
-    if not STATE_ONLY:
-        # state entering this segment: Σ_{j<s} λ(end of j → start of s)·local_j + λ(0 → start of s)·h0
+    if STATE_ONLY:
+        main_start = seg_start - (i_s % NSUB).to(tl.int64) * SEG_LEN
+        if tl.minimum(main_start + NSUB * SEG_LEN, eos) == eos:  # in the last segment: only the log decay
+            if DECAY == 2:
+                if i_v == 0:
+                    total = 0.0
+                    for i_b in range(tl.cdiv(seg_end - seg_start, BT)):
+                        t = seg_start + i_b * BT + tl.arange(0, BT)
+                        total += tl.sum(tl.load(G + t * H + i_h, mask=t < seg_end, other=0.0).to(tl.float32))
+                    tl.store(SEG_LD + nh * NS + i_s, total)
+            return
+    else:
+        # state entering this segment: Σ_{j<s} λ(end of j → start of s)·local_j + λ(0 → start of s)·h0, j over
+        # the NSUB sub-segments of every earlier segment
         log_gap = 0.0
         if SPLIT:
-            for i_j in range(i_s):
-                j = i_s - 1 - i_j
-                b_s += tl.exp(log_gap) * tl.load(LOCAL + (nh * NS + j) * K * V + state_ptrs, mask=state_mask,
-                                                  other=0.0)
+            for i_j in range(i_s * NSUB):
+                j = i_s * NSUB - 1 - i_j
+                b_s += tl.exp(log_gap) * tl.load(LOCAL + (nh * NS * NSUB + j) * K * V + state_ptrs,
+                                                  mask=state_mask, other=0.0)
                 if DECAY == 2:
-                    log_gap += tl.load(SEG_LD + nh * NS + j)
-                elif DECAY == 1:
-                    log_gap += tl.load(LD + i_h).to(tl.float32) * SEG_LEN  # earlier segments are full
+                    log_gap += tl.load(SEG_LD + nh * NS * NSUB + j)
+                elif DECAY == 1:  # earlier segments are full
+                    log_gap += tl.load(LD + i_h).to(tl.float32) * (SEG_LEN // NSUB)
         if HAS_H0:
             b_s += tl.exp(log_gap) * tl.load(H0 + nh * K * V + state_ptrs, mask=state_mask, other=0.0)
         if SPLIT:
@@ -258,7 +274,7 @@ def lightning_bwd_dq_kernel(
 @triton.jit
 def lightning_bwd_dkdv_kernel(
     Q, Kp, Vp, DO, G, LD, DHT, DK, DV, DH0, LOCAL, SEG_LD, CU, scale, QD, KD, VD, DOD,
-    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN, DK_SPLIT_STRIDE,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN, NSUB, DK_SPLIT_STRIDE,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, STATE_ONLY: tl.constexpr,
     SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
@@ -267,10 +283,12 @@ def lightning_bwd_dkdv_kernel(
 ):
     """Grid (V / BV, N*H, NS), blocks visited last to first. BK covers all of K; dS is the [K, BV] slice.
 
-    STATE_ONLY: write this segment's own dL/d(state at its start) to LOCAL; with REVERSED (of the reversed
+    STATE_ONLY: launched over sub-segments as the forward's state pass, write this sub-segment's own dL/d(state at
+    its start) to LOCAL (nothing in the first segment, which no earlier segment folds in); with REVERSED (of the reversed
     order: blocks first to last) each query is weighted by its decay from the segment's start, a plain sum of
     products as in the forward's state pass. Otherwise the gradient entering at
-    the segment's end is dht folded with the later segments' LOCAL (SPLIT); segment 0 writes dh0.
+    the segment's end is dht folded with the LOCAL of the later segments' sub-segments (SPLIT); segment 0 writes
+    dh0.
     With several V slices each program writes its partial dk at ``DK + i_v * DK_SPLIT_STRIDE`` (float32),
     summed afterwards. ``WANT_DK`` / ``WANT_DV`` select the outputs: one launch for each keeps fewer tiles live
     (no register spills at 64-token blocks) at the price of reading q and dO twice."""
@@ -290,20 +308,25 @@ def lightning_bwd_dkdv_kernel(
     state_mask = k_mask[:, None] & v_mask[None, :]
 
     b_ds = tl.zeros([BK, BV], dtype=tl.float32)
-    if not STATE_ONLY:
-        # gradient entering at this segment's end: Σ_{j>s} λ(end of s → start of j)·local_j + λ(→ end)·dht
+    if STATE_ONLY:
+        if i_s < NSUB:  # a sub-segment of the first segment
+            return
+    else:
+        # gradient entering at this segment's end: Σ_{j>s} λ(end of s → start of j)·local_j + λ(→ end)·dht, j over
+        # the sub-segments of every later segment
         log_gap = 0.0
         if SPLIT:
+            sub_len = SEG_LEN // NSUB
             seq_start = seg_start - i_s.to(tl.int64) * SEG_LEN
-            num_segs = tl.cdiv(eos - seq_start, SEG_LEN).to(tl.int32)
-            for j in range(i_s + 1, num_segs):
-                b_ds += tl.exp(log_gap) * tl.load(LOCAL + (nh * NS + j) * K * V + state_ptrs, mask=state_mask,
-                                                   other=0.0)
+            num_subs = tl.cdiv(eos - seq_start, sub_len).to(tl.int32)
+            for j in range((i_s + 1) * NSUB, num_subs):
+                b_ds += tl.exp(log_gap) * tl.load(LOCAL + (nh * NS * NSUB + j) * K * V + state_ptrs,
+                                                   mask=state_mask, other=0.0)
                 if DECAY == 2:
-                    log_gap += tl.load(SEG_LD + nh * NS + j)
+                    log_gap += tl.load(SEG_LD + nh * NS * NSUB + j)
                 elif DECAY == 1:
-                    seg_j_len = tl.minimum(SEG_LEN, eos - seq_start - j * SEG_LEN)
-                    log_gap += tl.load(LD + i_h).to(tl.float32) * seg_j_len.to(tl.float32)
+                    sub_j_len = tl.minimum(sub_len, eos - seq_start - j * sub_len)
+                    log_gap += tl.load(LD + i_h).to(tl.float32) * sub_j_len.to(tl.float32)
         if HAS_DHT:
             b_ds += tl.exp(log_gap) * tl.load(DHT + nh * K * V + state_ptrs, mask=state_mask, other=0.0)
 
