@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "lightning"
-RUN = RESULTS / "5ac8886"
+RUN = RESULTS / "ba3c541"
 # runs whose code split sequences by the older rule below (later runs measured the shipped rule itself)
 OLD_SPLIT_RULE = {"e37a465"}
 BEGIN, END = "<!-- lightning-table:begin -->", "<!-- lightning-table:end -->"
@@ -26,9 +26,9 @@ SMS = 132  # H100 SXM multiprocessors, as the run reported
 
 def _segments_at_run(run: str, pps: int, programs: int, blocks: int) -> int:
     """Sequence split that run ``run`` used for a variant with ``pps`` programs per SM."""
-    if run in OLD_SPLIT_RULE:
-        return max(1, min(pps * SMS // programs, blocks // 4))
-    return _segments_shipped(programs, blocks)
+    if run not in OLD_SPLIT_RULE and 2 * programs > SMS:
+        return 1
+    return max(1, min(pps * SMS // programs, blocks // 4))
 
 
 def _segments_shipped(programs: int, blocks: int) -> int:
@@ -61,7 +61,10 @@ def shipped_rows(data: dict, run: str, heads: int = 16) -> dict[tuple[int, str],
             if r["section"] != "head" or r["variant"] != name or r["ms"] is None:
                 continue
             programs, blocks = r["B"] * heads, -(-r["T"] // 64)
-            if _segments_at_run(run, settings["PROGRAMS_PER_SM"], programs, blocks) == _segments_shipped(programs, blocks):
+            segments = _segments_shipped(programs, blocks)
+            if segments > 1 and "STATE_SPLITS" not in settings:
+                continue  # split with whole-segment state passes: runs before the sub-segments (ba3c541)
+            if _segments_at_run(run, settings["PROGRAMS_PER_SM"], programs, blocks) == segments:
                 out.setdefault((r["T"], r["mode"]), dict(r, segments=_segments_shipped(programs, blocks)))
     return out
 
@@ -194,14 +197,14 @@ def decode_table(data: dict) -> str | None:
 
 
 def latest_with(section: str, run: Path) -> tuple[Path, dict] | None:
-    """``run`` if it measured ``section``, else the most recent other run under RESULTS that did."""
+    """``run`` if it measured linseq in ``section``, else the most recent other run under RESULTS that did."""
     found = []
     for folder in [run] + sorted(p for p in RESULTS.iterdir() if p.is_dir() and p != run):
         f = folder / "sweep.json"
         if not f.is_file():
             continue
         data = json.loads(f.read_text())
-        if any(r["section"] == section and r["ms"] is not None for r in data["rows"]):
+        if any(r["section"] == section and r["ms"] is not None and r["provider"] != "fla" for r in data["rows"]):
             if folder == run:
                 return folder, data
             found.append((data["meta"].get("date", ""), folder, data))

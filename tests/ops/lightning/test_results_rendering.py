@@ -20,7 +20,7 @@ def test_readme_block_is_the_rendering_of_the_committed_results():
     readme = (ROOT / "README.md").read_text()
     block = readme.split(mod.BEGIN, 1)[1].split(mod.END, 1)[0].strip()
     assert block == text.strip(), "README's Lightning block is stale: run python docs/build_readme.py"
-    assert "| 4K | 16 | 1 |" in text and "Run to run" in text
+    assert "| 4K | 16 | 1 |" in text and "| 16K | 4 | 2 |" in text  # the shipped split at 16K: 2 segments
 
 
 def test_shipped_rows_skip_variants_with_settings_the_code_does_not_use():
