@@ -67,7 +67,19 @@ def _schedule(config: dict) -> str:
         text += f" -> {config.get('lr_min'):g}"
     if config.get("warmup_steps"):
         text += f", {config['warmup_steps']} warm-up steps"
-    return text
+    data = _data(config)
+    return f"{text} ({data})" if data else text
+
+
+def _data(config: dict) -> str:
+    """A run's mixtures where they differ from the recipe: ``SNR -5 to 30 dB, extra noise: tones, sweeps`` or ''."""
+    parts = []
+    snr = config.get("snr_range")
+    if snr and list(snr) != [-5, 20]:
+        parts.append(f"SNR {snr[0]:g} to {snr[1]:g} dB")
+    if config.get("extra_noise"):
+        parts.append("extra noise: " + ", ".join(config["extra_noise"]))
+    return ", ".join(parts)
 
 
 def chained_training(metrics: list[Path]) -> dict:
@@ -97,7 +109,8 @@ def main() -> None:
         if not args.name:
             raise SystemExit("--chain needs --name (the row of the model trained further)")
         t = chained_training(args.chain)
-        suffix = f", trained further ({len(args.chain)} runs, {t['steps']:,} steps)"
+        last = _data(json.loads(args.chain[-1].read_text())["config"])
+        suffix = f", trained further ({len(args.chain)} runs, {t['steps']:,} steps{'; last: ' + last if last else ''})"
         run.setdefault("training", {})[args.name] = t
     if args.complexity:
         c = json.loads(args.complexity.read_text())
