@@ -1,10 +1,11 @@
 """Launch logic and the autograd.Function tying the Triton forward and backward kernels together.
 
-When (sequences × heads × value blocks) is too small to fill the GPU, each sequence is split into NS segments:
-phase 1 computes each segment's local end state (reads k, v only); phase 2 starts each segment from the initial
-state folded with the earlier segments' local states (inside the kernel, no separate scan) and runs the fused
-pass. The backward splits the same way, with the segment starting states kept from the forward (a few MB)
-instead of per-block states.
+When (sequences × heads × value blocks) is too small to fill the GPU, each sequence is split into NS segments (one
+wave of fused-pass programs): phase 1 computes the local end states of NSUB sub-segments per segment (reads k, v
+only; sub-segments so that the pass fills the GPU too); phase 2 starts each segment from the initial state folded
+with the earlier sub-segments' local states (inside the kernel, no separate scan) and runs the fused pass. The
+backward splits the same way, with the segment starting states kept from the forward (a few MB) instead of
+per-block states.
 """
 
 from __future__ import annotations
