@@ -24,7 +24,8 @@ from linseq.ops.lightning.triton import function as F
 # name -> settings of linseq.ops.lightning.triton.function (other sections run with the module's defaults)
 _SHIPPED = dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=1, FWD_VALUE_BLOCK=None,
                 FWD_NUM_WARPS=None, FWD_BLOCK_T=None, FWD_TMA=False, BWD_TMA=False, STATE_PASS_REVERSED=False,
-                STATE_PASS_WARPS=4, STATE_PASS_STAGES=2, STATE_SPLITS=None)
+                STATE_PASS_WARPS=4, STATE_PASS_STAGES=2, STATE_SPLITS=None, STATE_PROGRAMS_PER_SM=2,
+                STATE_PASS_BLOCK_T=None)
 # the plan shipped until dcf8f94: two fused-pass programs per SM in the split rule, whole-segment state passes
 _PREVIOUS = {**_SHIPPED, "PROGRAMS_PER_SM": 2, "STATE_SPLITS": 1, "STATE_PASS_WARPS": None, "STATE_PASS_STAGES": None}
 VARIANTS = {
@@ -34,6 +35,10 @@ VARIANTS = {
     "pps1_nosub": {**_SHIPPED, "STATE_SPLITS": 1},
     # sub-segmented state passes at 8 warps (127 registers: also two programs per SM)
     "sub_w8": {**_SHIPPED, "STATE_PASS_WARPS": None},
+    # (not yet timed) twice the sub-segments; plain-sum state passes; 128-token state-pass blocks (fewer, larger loads)
+    "sub_spps4": {**_SHIPPED, "STATE_PROGRAMS_PER_SM": 4},
+    "sub_rev": {**_SHIPPED, "STATE_PASS_REVERSED": True},
+    "sub_bt128": {**_SHIPPED, "STATE_PASS_BLOCK_T": 128, "STATE_PASS_WARPS": 8},
     "sep3": _PREVIOUS,
     # forward programs own 64-wide V slices: twice the programs, so the sequence split starts at 32K, not 16K
     "fwdv64": {**_SHIPPED, "FWD_VALUE_BLOCK": 64},

@@ -131,24 +131,27 @@ def test_triton_reversed_state_passes(monkeypatch, decay, cu):
 
 
 @needs_triton
-@pytest.mark.parametrize("decay,cu,reversed_state", [
-    ("head", None, False), ("token", None, False), ("none", None, False), ("token", None, True),
-    ("head", [0, 37, 37, 100, 763], False),  # sequences inside one segment, and a short last sub-segment
+@pytest.mark.parametrize("decay,cu,reversed_state,splits,state_block", [
+    ("head", None, False, 4, None), ("token", None, False, 4, None), ("none", None, False, 4, None),
+    ("token", None, True, 4, None),
+    ("head", [0, 37, 37, 100, 763], False, 4, None),  # sequences inside one segment, and a short last sub-segment
+    ("token", None, False, 2, 128), ("head", None, True, 2, 32),  # state passes with their own token block
 ])
-def test_triton_state_passes_over_sub_segments(monkeypatch, decay, cu, reversed_state):
-    """The split's state-only passes over sub-segments (STATE_SPLITS: NSUB per segment, here 4 of one block each,
+def test_triton_state_passes_over_sub_segments(monkeypatch, decay, cu, reversed_state, splits, state_block):
+    """The split's state-only passes over sub-segments (STATE_SPLITS: NSUB per segment, e.g. 4 of one block each,
     with 3 segments of 4 blocks): the fused passes fold the sub-segments' states and log decays back in."""
     from linseq.ops.lightning.triton import function as fn_mod
 
-    monkeypatch.setattr(fn_mod, "STATE_SPLITS", 4)
+    monkeypatch.setattr(fn_mod, "STATE_SPLITS", splits)
     monkeypatch.setattr(fn_mod, "STATE_PASS_REVERSED", reversed_state)
+    monkeypatch.setattr(fn_mod, "STATE_PASS_BLOCK_T", state_block)
     cu = None if cu is None else torch.tensor(cu, dtype=torch.int32)
     q, k, v, g, h0 = make_inputs(1 if cu is not None else 2, 763, 2, 24, 40, torch.float32, decay,
                                  N=None if cu is None else len(cu) - 1)
     if g is not None:  # mild, so that states from several sub-segments back still count
         g = g / 50 if decay == "token" else -torch.rand(2) * 0.02
     inputs = (q, k, v, g, h0)
-    assert fn_mod.make_plan(q, v, cu, 3).state_splits == 4
+    assert fn_mod.make_plan(q, v, cu, 3).state_splits == splits
     out = run_with_grads(None, *inputs, 0.5, cu, fn=fn_mod.triton_lightning_attn, num_segments=3)
     assert_close_to_reference(out, reference(*inputs, 0.5, cu), 1e-5)
 

@@ -82,6 +82,7 @@ DECAY_GRAD_PRECISION: str | None = None
 STATE_PASS_REVERSED = False
 STATE_PASS_WARPS: int | None = 4
 STATE_PASS_STAGES: int | None = 2
+STATE_PASS_BLOCK_T: int | None = None  # token block of the state passes (None: the fused passes'; any power of two ≥ 16)
 
 
 def _state_pass_launch(launch: dict) -> dict:
@@ -91,6 +92,8 @@ def _state_pass_launch(launch: dict) -> dict:
         out["num_warps"] = STATE_PASS_WARPS
     if STATE_PASS_STAGES is not None:
         out["num_stages"] = STATE_PASS_STAGES
+    if STATE_PASS_BLOCK_T is not None:
+        out["BT"] = STATE_PASS_BLOCK_T
     return out
 
 
@@ -251,8 +254,8 @@ def lightning_forward(q, k, v, log_decay, scale, initial_state, output_final_sta
     if split:  # over sub-segments
         lightning_fwd_kernel[(NV, N * H, NS * R)](
             qf, kf, vf, g, ld, None, None, None, local, seg_ld, None, cu_seqlens, scale, NS=NS * R,
-            SEG_LEN=plan.seg_len // R, HAS_H0=False, STORE_STATE=False, STATE_ONLY=True, **common,
-            **_state_pass_launch(launch))
+            SEG_LEN=plan.seg_len // R, HAS_H0=False, STORE_STATE=False, STATE_ONLY=True,
+            **{**common, **_state_pass_launch(launch)})
     lightning_fwd_kernel[(NV, N * H, NS)](
         qf, kf, vf, g, ld, h0, o, final, local, seg_ld, seg_start, cu_seqlens, scale, NS=NS, SEG_LEN=plan.seg_len,
         HAS_H0=h0 is not None, STORE_STATE=output_final_state, STATE_ONLY=False, **common, **launch)
