@@ -1,0 +1,57 @@
+"""Does mixing a fraction of the noisy input back into a model's output (an attenuation limit) help? Measured on
+mixtures of the pools' training split, never the test set, so the answer can choose a default without peeking.
+
+    python benchmarks/speech_blend_check.py CHECKPOINT OUT.json [--items 48] [--seconds 6] [--snr 0 25]
+
+For each blend a in --blends, the estimate is (1 − a)·enhanced + a·noisy; the noisy input itself is the first row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from linseq.data.speech import SpeechMixer
+from linseq.experiments.speech_enhancement.checkpoint import load_speech_model
+from linseq.experiments.speech_enhancement.evaluate import enhance_waves
+from linseq.experiments.speech_enhancement.metrics import evaluate_pairs, mean_metrics, selection_score
+from linseq.io import run_metadata, save_json
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.add_argument("--pools", default="data/speech_pools")
+    p.add_argument("--items", type=int, default=48)
+    p.add_argument("--seconds", type=float, default=6.0)
+    p.add_argument("--snr", type=float, nargs=2, default=(0.0, 25.0), help="SNR range in dB (default: the test's)")
+    p.add_argument("--seed", type=int, default=777)
+    p.add_argument("--blends", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15, 0.2, 0.3])
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args()
+    model = load_speech_model(args.checkpoint)
+    model = (model[0] if isinstance(model, tuple) else model).float().eval()
+    mixer = SpeechMixer(args.pools, split="train", segment_seconds=args.seconds, seed=args.seed,
+                        num_items=args.items, snr_range=tuple(args.snr))
+    pairs = [tuple(np.asarray(x, np.float32) for x in mixer[i]) for i in range(args.items)]
+    t0 = time.time()
+    enhanced = enhance_waves(model, [noisy for noisy, _ in pairs], torch.device("cpu"))
+    print(f"enhanced {args.items} mixtures in {time.time() - t0:.0f} s", flush=True)
+    rows = {}
+    for blend in [None] + list(args.blends):
+        est = [n for n, _ in pairs] if blend is None else [(1 - blend) * e + blend * n
+                                                           for e, (n, _) in zip(enhanced, pairs)]
+        m = mean_metrics(evaluate_pairs([(c, e) for (_, c), e in zip(pairs, est)], workers=args.workers))
+        m["score"] = selection_score(m)[0]
+        rows["noisy" if blend is None else f"{blend:g}"] = m
+        print(f"{'noisy' if blend is None else blend:>6}", {k: round(v, 4) for k, v in m.items()}, flush=True)
+    save_json(args.out, {"meta": run_metadata(), "args": vars(args), "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
