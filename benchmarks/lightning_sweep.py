@@ -25,7 +25,7 @@ from linseq.ops.lightning.triton import function as F
 _SHIPPED = dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=1, FWD_VALUE_BLOCK=None,
                 FWD_NUM_WARPS=None, FWD_BLOCK_T=None, FWD_TMA=False, BWD_TMA=False, STATE_PASS_REVERSED=False,
                 STATE_PASS_WARPS=4, STATE_PASS_STAGES=2, STATE_SPLITS=None, STATE_PROGRAMS_PER_SM=2,
-                STATE_PASS_BLOCK_T=None)
+                STATE_PASS_BLOCK_T=None, SMALL_TILE_PROGRAMS_PER_SM=2)
 # the plan shipped until dcf8f94: two fused-pass programs per SM in the split rule, whole-segment state passes
 _PREVIOUS = {**_SHIPPED, "PROGRAMS_PER_SM": 2, "STATE_SPLITS": 1, "STATE_PASS_WARPS": None, "STATE_PASS_STAGES": None}
 VARIANTS = {
@@ -39,6 +39,9 @@ VARIANTS = {
     "sub_spps4": {**_SHIPPED, "STATE_PROGRAMS_PER_SM": 4},
     "sub_rev": {**_SHIPPED, "STATE_PASS_REVERSED": True},
     "sub_bt128": {**_SHIPPED, "STATE_PASS_BLOCK_T": 128, "STATE_PASS_WARPS": 8},
+    # the split rule of ba3c541 for 64×64 state tiles (H=32, D=64): one program slot per multiprocessor
+    "fill1": {**_SHIPPED, "SMALL_TILE_PROGRAMS_PER_SM": 1},
+    "fill4": {**_SHIPPED, "SMALL_TILE_PROGRAMS_PER_SM": 4},
     "sep3": _PREVIOUS,
     # forward programs own 64-wide V slices: twice the programs, so the sequence split starts at 32K, not 16K
     "fwdv64": {**_SHIPPED, "FWD_VALUE_BLOCK": 64},
@@ -82,6 +85,8 @@ def main() -> None:
                    help="the first runs in the 'head' section at --lengths, the others in 'variants'")
     p.add_argument("--other-lengths", default=None,
                    help="lengths of the variants, token and h32 sections (default: --lengths)")
+    p.add_argument("--h32-variants", default="sub",
+                   help="variants timed in the h32 section (the first is the shipped one the README reports)")
     p.add_argument("--sections", default="head,decode,token,h32,variants",
                    help="run in this order. head: per-head decay, fla and the first variant; decode: one token; "
                         "token: per-token decay; h32: H=32, D=64 (both with the shipped settings); variants: "
@@ -129,9 +134,14 @@ def main() -> None:
                 record("decode", "-", m)
         elif section in ("token", "h32"):
             cfg = BenchConfig(decay="token") if section == "token" else BenchConfig(heads=32, head_dim=64)
-            for T in other_lengths:  # both providers per length, so a run cut short still has pairs
-                for provider in ("fla", "linseq-triton"):
-                    run(section, "default" if provider != "fla" else "-", provider, cfg, (T,))
+            extra = args.h32_variants.split(",")[1:] if section == "h32" else []
+            for T in other_lengths:  # all providers per length, so a run cut short still has pairs
+                run(section, "-", "fla", cfg, (T,))
+                run(section, "default", "linseq-triton", cfg, (T,))
+                for name in extra:
+                    use(name)
+                    run(section, name, "linseq-triton", cfg, (T,))
+                    use("sub")
         else:
             raise SystemExit(f"unknown section {section!r}")
     print(f"sweep done in {time.time() - t0:.0f} s")

@@ -110,7 +110,7 @@ def summary(data: dict, run: str) -> str:
 
 
 def section_table(data: dict, section: str) -> str | None:
-    rows = [r for r in data["rows"] if r["section"] == section]
+    rows = [r for r in data["rows"] if r["section"] == section and r["variant"] in ("-", "default")]
     lengths = sorted({r["T"] for r in rows if r["ms"] is not None})
     if not lengths:
         return None

@@ -25,6 +25,10 @@ BLOCK_T = 64
 # Fused-pass programs per multiprocessor in the split rule: one (255 registers a thread at 8 warps), so a split
 # sequence runs its fused pass in a single wave (H100, dcf8f94 vs the next commit: NOTES.md).
 PROGRAMS_PER_SM = 1
+# Programs a multiprocessor holds at once when the forward's state tile is at most 64×64 (4 warps, half the shared
+# memory): the split rule counts that many slots per multiprocessor, so H=32, D=64 at 16K (128 sequence-heads) is
+# split too instead of leaving every multiprocessor one 4-warp program. 1 restores the rule of ba3c541.
+SMALL_TILE_PROGRAMS_PER_SM = 2
 # State-only passes (≤ 255 registers at 4 warps: two programs per multiprocessor): their segments are cut into
 # sub-segments until the sub-segments they need fill this many programs per multiprocessor. None of STATE_SPLITS:
 # that rule; an int forces the sub-segments per segment (largest power of two ≤ it that divides the segment).
@@ -171,7 +175,8 @@ def make_plan(q: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor | None,
     programs = N * H * triton.cdiv(V, _forward_value_block(K, V))
     sms = _num_sms(q.device)
     if num_segments is None:
-        num_segments = default_num_segments(programs, blocks, sms)
+        small = _pow2(K) * _forward_value_block(K, V) <= 64 * 64
+        num_segments = default_num_segments(programs, blocks, sms * (SMALL_TILE_PROGRAMS_PER_SM if small else 1))
     num_segments = max(1, min(num_segments, blocks))
     seg_blocks = triton.cdiv(blocks, num_segments)
     num_segments = triton.cdiv(blocks, seg_blocks)
