@@ -3,7 +3,8 @@
 # the benchmarks, write logs, JSON and plots under $OUT (or $1).
 #   STAGES="accuracy profile tests bench bench-quick sweep lm ecoformer icl speech"  selects the parts (default: accuracy tests bench)
 #   LINSEQ_COMMIT=<sha>                    stamps results (the device copy has no .git)
-#   TESTS_ARGS="-k split"                  extra pytest arguments of the tests stage (e.g. a subset on a short call)
+#   TESTS_ARGS="--maxfail 3"               extra pytest arguments of the tests stage (split on spaces)
+#   TESTS_K="split or packed"              a pytest -k expression for the tests stage (a subset on a short call)
 set -uo pipefail
 export GPU_CALL_T0=${GPU_CALL_T0:-$(date +%s)}  # stage scripts count their deadlines from the call's start
 OUT=${OUT:-${1:-/tmp/linseq-gpu}}
@@ -40,7 +41,7 @@ for stage in $STAGES; do
       ncu --import "$OUT/lightning_4k.ncu-rep" --page details --csv > "$OUT/lightning_4k_details.csv" 2>&1
       tail -3 "$OUT/ncu.log" ;;
     tests)
-      timeout "${TESTS_TIMEOUT:-300}" python3 -m pytest -q -m gpu -rs ${TESTS_ARGS:-} tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+      timeout "${TESTS_TIMEOUT:-300}" python3 -m pytest -q -m gpu -rs ${TESTS_K:+-k "$TESTS_K"} ${TESTS_ARGS:-} tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
       [ "${PIPESTATUS[0]}" = 0 ] || status=1 ;;
     bench|bench-quick)
       extra=""; [ "$stage" = bench-quick ] && extra="--quick"

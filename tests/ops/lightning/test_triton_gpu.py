@@ -91,6 +91,17 @@ def test_sequence_split_matches_reference(monkeypatch, decay, reversed_state):
     _assert_within(errs, 1e-2, torch.bfloat16)
 
 
+def test_small_state_tiles_split_at_moderate_batch():
+    """D=64 with 4 × 32 sequence-heads: the split rule counts two programs per multiprocessor for 64×64 tiles, so
+    this shape (unsplit under the rule of ba3c541) now runs in segments; its results still match."""
+    from linseq.ops.lightning.triton import function as fn_mod
+
+    q = torch.empty(4, 16384 + 37, 32, 64, device="cuda")
+    assert fn_mod.make_plan(q, q, None, None).num_segments >= 2
+    errs = _errors(4, 16384 + 37, 32, 64, 64, torch.bfloat16, "token")
+    _assert_within(errs, 1e-2, torch.bfloat16)
+
+
 def test_packed_sequences_on_gpu():
     cu = torch.tensor([0, 1, 700, 700, 5000, 9001], device="cuda", dtype=torch.int32)
     errs = _errors(1, 9001, 4, 128, 128, torch.bfloat16, "token", None, cu)
