@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "lightning"
-RUN = RESULTS / "ba3c541"
+RUN = RESULTS / "711f0da"
 # runs whose code split sequences by the older rule below (later runs measured the shipped rule itself)
 OLD_SPLIT_RULE = {"e37a465"}
 BEGIN, END = "<!-- lightning-table:begin -->", "<!-- lightning-table:end -->"
@@ -127,6 +127,28 @@ def section_table(data: dict, section: str) -> str | None:
     return "\n".join(lines)
 
 
+def section_variants_table(data: dict, section: str) -> str | None:
+    """linseq fwd / fwd+bwd (ms) of every variant timed in ``section`` beside the shipped settings (None if none)."""
+    from linseq.ops.lightning.triton import function as F
+
+    rows = [r for r in data["rows"] if r["section"] == section and r["provider"] == "linseq-triton"]
+    names = ["default"] + [n for n in data["variants"] if any(r["variant"] == n for r in rows)]
+    if len(names) == 1:
+        return None
+    lengths = sorted({r["T"] for r in rows})
+    lines = ["| variant | " + " | ".join(f"{T // 1024}K" for T in lengths) + " |", "|---|" + "---|" * len(lengths)]
+    for n in names:
+        cells = []
+        for T in lengths:
+            got = {m: _pick([r for r in rows if r["variant"] == n], section, "linseq-triton", T, m)
+                   for m in ("fwd", "fwdbwd")}
+            cells.append(f"{_fmt(got['fwd'] and got['fwd']['ms'])} / {_fmt(got['fwdbwd'] and got['fwdbwd']['ms'])}")
+        label = "shipped" if n == "default" else f"`{n}` " + ", ".join(
+            f"{k}={v}" for k, v in data["variants"][n].items() if getattr(F, k, None) != v)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def variants_table(data: dict) -> str:
     rows = [r for r in data["rows"] if r["section"] == "head" and r["provider"] == "linseq-triton"]
     names = [n for n in data["variants"] if any(r["variant"] == n for r in rows)]
@@ -139,7 +161,14 @@ def variants_table(data: dict) -> str:
             got = {m: _pick([r for r in rows if r["variant"] == n], "head", "linseq-triton", T, m)
                    for m in ("fwd", "fwdbwd")}
             cells.append(f"{_fmt(got['fwd'] and got['fwd']['ms'])} / {_fmt(got['fwdbwd'] and got['fwdbwd']['ms'])}")
-        lines.append(f"| `{n}` {data['variants'][n]} | " + " | ".join(cells) + " |")
+        settings = data["variants"][n]
+        if n == names[0]:
+            label = f"`{n}` (shipped)"
+        else:  # only what differs from the first (shipped) variant
+            base = data["variants"][names[0]]
+            diff = {k: v for k, v in settings.items() if base.get(k) != v}
+            label = f"`{n}` " + (", ".join(f"{k}={v}" for k, v in diff.items()) or "same settings")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -268,6 +297,9 @@ def render(run: Path = RUN) -> str:
         other, note = source(section)
         table = section_table(other, section) if other else None
         out += [title + note, "", table if table else "_not measured_", ""]
+        extra = section_variants_table(other, section) if other else None
+        if extra:
+            out += ["Variants timed in the same section (linseq fwd / fwd+bwd ms):", "", extra, ""]
     other, note = source("decode")
     dec = decode_table(other) if other else None
     out += ["**Decoding one token** (µs per step, H=16, D=128, float32 state; linseq `recurrent` backend vs fla "
