@@ -288,9 +288,12 @@ def render(run: Path = RUN) -> str:
         if hit is None:
             return None, ""
         folder, other = hit
-        return other, "" if folder == run else (
-            f" — from run `{folder.name}` ({other['meta']['date'][:16].replace('T', ' ')} UTC; not measured in "
-            f"`{run.name}`)")
+        if folder == run:
+            return other, ""
+        device = other["meta"].get("device")
+        on = f"on {device}, " if device and device != meta.get("device") else ""
+        return other, (f" — from run `{folder.name}` ({on}{other['meta']['date'][:16].replace('T', ' ')} UTC; "
+                       f"not measured in `{run.name}`)")
 
     for section, title in (("token", "**Per-token decay**, H=16, D=128 — fla `chunk_simple_gla(g=...)`"),
                            ("h32", "**H=32, D=64**, per-head decay")):
