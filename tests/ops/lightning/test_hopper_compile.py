@@ -16,14 +16,31 @@ pytest.importorskip("triton")
 TOOL = Path(__file__).resolve().parents[3] / "benchmarks" / "lightning_registers.py"
 
 
-def test_every_kernel_variant_compiles_for_sm90():
+def _compile(*args: str) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    run = subprocess.run([sys.executable, str(TOOL), "--decay", "token"], capture_output=True, text=True, env=env,
-                         timeout=600)
+    run = subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, env=env, timeout=600)
     if run.returncode != 0 and "backends" in run.stderr and "nvidia" in run.stderr:
         pytest.skip(f"this Triton has no CUDA backend: {run.stderr.strip().splitlines()[-1]}")
     assert run.returncode == 0, run.stderr[-2000:]
-    lines = [ln for ln in run.stdout.splitlines()[1:] if ln.strip()]
-    assert len(lines) == 12, run.stdout  # one line per case of kernel_cases()
+    return [ln for ln in run.stdout.splitlines()[1:] if ln.strip()]
+
+
+def test_every_kernel_variant_compiles_for_sm90():
+    lines = _compile("--decay", "token")
+    assert len(lines) == 12, lines  # one line per case of kernel_cases()
     failed = [ln for ln in lines if "REG:" not in ln]
     assert not failed, "\n".join(failed)
+
+
+def test_float32_operand_dkdv_sweeps_fit_shared_memory_with_per_head_decay():
+    """At the block and stages the launch uses (32 tokens, three stages), the float32-operand dk and dv sweeps fit
+    the 232,448 bytes of an sm_90 block; at 64 tokens the dv sweep asked for 262,144 and failed on the GPU."""
+    from linseq.ops.lightning.triton.function import dkdv_block_t
+
+    assert dkdv_block_t(128, 128, float32_operands=True) == 32  # the block the tool compiles these sweeps at
+    lines = _compile("--decay", "head", "--only", "float32 operands", "--stages", "3")
+    sweeps = [ln for ln in lines if ln.strip().startswith(("dk", "dv"))]
+    assert len(sweeps) == 2, lines
+    for ln in sweeps:
+        assert "DYN_SHARED:" in ln, ln
+        assert int(ln.rsplit("DYN_SHARED:", 1)[1].split()[0]) <= 232448, ln

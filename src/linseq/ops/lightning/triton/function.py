@@ -210,6 +210,16 @@ def _launch(tile_elems: int, stage_bytes: int = 0) -> dict:
     return dict(num_warps=4 if tile_elems <= 128 * 64 else 8, num_stages=stages)
 
 
+def dkdv_block_t(BK: int, BV: int, float32_operands: bool) -> int:
+    """Token block of the dk/dv sweep for a [BK, BV] state tile. The fused dk/dv sweep, and either sweep on float32
+    operands, hold the most tiles at once: the block is halved when the state tile is large (sm_90a, K=V=128,
+    per-head decay, tf32x3: the dv sweep needs 256 KiB of shared memory at 64 tokens even in one stage, 208 KiB at
+    32 tokens in three; benchmarks/lightning_registers.py)."""
+    if DKDV_BLOCK_T:
+        return DKDV_BLOCK_T
+    return BLOCK_T // 2 if BK * BV > 128 * 64 and (float32_operands or not DKDV_SEPARATE) else BLOCK_T
+
+
 def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
@@ -284,11 +294,10 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg
     BK, BV = _pow2(K), _value_block(K, V)
     BVf = _pow2(V)
     BKq = _key_block(K, V)
-    # the fused dk/dv sweep holds the most tiles at once: halve its block when the state tile is large
-    BT_dkdv = DKDV_BLOCK_T or (BLOCK_T // 2 if BK * BV > 128 * 64 and not DKDV_SEPARATE else BLOCK_T)
     if DECAY_GRAD_PRECISION not in (None, "tf32", "tf32x3", "ieee"):
         raise ValueError(f"DECAY_GRAD_PRECISION must be None, 'tf32', 'tf32x3' or 'ieee'; got {DECAY_GRAD_PRECISION!r}")
     exact = DECAY_GRAD_PRECISION is not None and grad_dtype == torch.float32 and q.dtype != torch.float32
+    BT_dkdv = dkdv_block_t(BK, BV, exact)
     elem = 4 if exact else q.element_size()  # float32 operands take twice the shared memory per pipeline stage
     common = dict(T=T, H=H, K=K, V=V, SEG_LEN=plan.seg_len, DECAY=decay, IS_VARLEN=plan.is_varlen,
                   PRECISION=DECAY_GRAD_PRECISION if exact else _precision(q.dtype), F32=exact)
