@@ -14,7 +14,12 @@ A model trained further over several runs (``linseq speech train --init-from``) 
         --name fast_m2_lightning_more --chain RUN1/metrics.json RUN2/metrics.json RUN3/metrics.json ...
 
 ``--chain`` lists each run's training metrics in order; the steps up to each run's best checkpoint (the one the
-next run started from) are summed into the row's label and training entry. ``--complexity`` adds a
+next run started from) are summed into the row's label and training entry. ``--single METRICS.json`` does the same
+for one run from scratch that gets its own row.
+
+Pools rebuilt on another machine give a test set with the same clips whose manifest differs only in the pools'
+hash. ``--rebuilt-noisy EVAL_NOISY.json`` (the noisy input evaluated on that test set) accepts such evaluations
+when every noisy mean is within 0.01 of the run's noisy row, and says so in the row's source. ``--complexity`` adds a
 ``linseq speech rtf`` JSON (GPU real-time factors) with its provenance.
 """
 
@@ -31,7 +36,26 @@ def _manifest_key(path: Path) -> dict:
     return data
 
 
-def merge(run: dict, evals: list[Path], manifest: Path | None, name: str | None = None, label_suffix: str = "") -> dict:
+REBUILT_TOLERANCE = 0.01
+
+
+def _without_pools_hash(manifest: dict) -> dict:
+    params = {k: v for k, v in manifest.get("params", {}).items() if k != "pools_manifest_sha256"}
+    return {**manifest, "params": params}
+
+
+def _noisy_agrees(run: dict, noisy_eval: Path) -> bool:
+    """True when the noisy input's subset means on a rebuilt test set are within REBUILT_TOLERANCE of the run's."""
+    ours = run.get("evals", {}).get("noisy", {}).get("subsets", {})
+    theirs = json.loads(noisy_eval.read_text()).get("subsets", {})
+    if not ours or set(ours) != set(theirs):
+        return False
+    return all(abs(ours[s][m] - theirs[s][m]) <= REBUILT_TOLERANCE
+               for s in ours for m in ours[s] if isinstance(ours[s][m], (int, float)) and m in theirs[s])
+
+
+def merge(run: dict, evals: list[Path], manifest: Path | None, name: str | None = None, label_suffix: str = "",
+          rebuilt_noisy: Path | None = None) -> dict:
     """``run`` with ``evals`` added under ``run["evals"]`` and their origin under ``run["eval_sources"]``.
 
     ``name`` (one evaluation only) replaces the row name taken from the file name; ``label_suffix`` is appended to
@@ -51,11 +75,22 @@ def merge(run: dict, evals: list[Path], manifest: Path | None, name: str | None 
             # test set's own
             beside = [d / "test_set_manifest.json" for d in (path.parent, path.parent.parent)]
             test_manifest = next((m for m in beside if m.is_file()), Path(data.get("test_set", "")) / "manifest.json")
-            if not test_manifest.is_file() or _manifest_key(test_manifest) != reference:
-                raise SystemExit(f"{path}: its test set ({test_manifest}) differs from the run's; not merged")
+            rebuilt = False
+            if not test_manifest.is_file():
+                raise SystemExit(f"{path}: no test-set manifest at {test_manifest}; not merged")
+            if _manifest_key(test_manifest) != reference:
+                same_clips = _without_pools_hash(_manifest_key(test_manifest)) == _without_pools_hash(reference)
+                if not (same_clips and rebuilt_noisy is not None and _noisy_agrees(run, rebuilt_noisy)):
+                    raise SystemExit(f"{path}: its test set ({test_manifest}) differs from the run's; not merged"
+                                     + ("" if not same_clips else " (same clips from rebuilt pools: pass "
+                                        "--rebuilt-noisy with the noisy input evaluated on them)"))
+                rebuilt = True
         run["evals"][row] = data
         meta = data.get("meta", {})
         sources[row] = f"{meta.get('device', '?')}, {str(meta.get('date', '?'))[:10]}, commit {meta.get('commit', '?')}"
+        if reference is not None and rebuilt:
+            sources[row] += (f"; test set rebuilt from pools rebuilt later (same clips; the noisy input there is "
+                             f"within {REBUILT_TOLERANCE} of this run's on every mean)")
         run.get("failures", {}).pop(f"eval {row}", None)
     return run
 
@@ -101,6 +136,10 @@ def main() -> None:
     p.add_argument("--name", default=None, help="row name for a single EVAL.json (default: from its file name)")
     p.add_argument("--chain", type=Path, nargs="+", default=None,
                    help="metrics.json of each chained training run, in order (needs --name)")
+    p.add_argument("--single", type=Path, default=None,
+                   help="metrics.json of one training run from scratch that gets its own row (needs --name)")
+    p.add_argument("--rebuilt-noisy", type=Path, default=None,
+                   help="eval_noisy.json on a test set rebuilt from rebuilt pools (same clips): accept its evaluations")
     p.add_argument("--complexity", type=Path, default=None, help="complexity.json with GPU real-time factors")
     args = p.parse_args()
     run = json.loads(args.run.read_text())
@@ -112,6 +151,14 @@ def main() -> None:
         last = _data(json.loads(args.chain[-1].read_text())["config"])
         suffix = f", trained further ({len(args.chain)} runs, {t['steps']:,} steps{'; last: ' + last if last else ''})"
         run.setdefault("training", {})[args.name] = t
+    if args.single:
+        if not args.name or args.chain:
+            raise SystemExit("--single needs --name and no --chain")
+        t = chained_training([args.single])
+        config = json.loads(args.single.read_text())["config"]
+        device = json.loads(args.single.read_text()).get("meta", {}).get("device", "?")
+        suffix = f", one run ({config.get('max_minutes'):g} min on {device}, {t['steps']:,} steps, {_schedule(config)})"
+        run.setdefault("training", {})[args.name] = t
     if args.complexity:
         c = json.loads(args.complexity.read_text())
         run["complexity"] = c
@@ -119,7 +166,7 @@ def main() -> None:
         run["complexity_source"] = (f"{meta.get('device', '?')}, {str(meta.get('date', '?'))[:10]}, "
                                     f"commit {meta.get('commit', '?')}")
         run.get("failures", {}).pop("rtf", None)
-    merged = merge(run, args.evals, args.manifest, args.name, suffix)
+    merged = merge(run, args.evals, args.manifest, args.name, suffix, args.rebuilt_noisy)
     args.out.write_text(json.dumps(merged, indent=1, default=str))
     print(f"wrote {args.out}: {', '.join(merged['evals'])}")
 

@@ -30,3 +30,42 @@ def test_run_descriptions_name_mixtures_that_differ_from_the_recipe(tmp_path):
     t = mod.chained_training(paths)
     assert t["steps"] == 350 and t["steps_per_run"] == [100, 250] and t["seeds"] == [0, 5]
     assert t["schedules"][0] == "constant 0.001" and "SNR -5 to 30 dB" in t["schedules"][1]
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _subsets(wb: float) -> dict:
+    return {"with_reverb": {"WB_PESQ": wb, "STOI": 0.9, "n": 150}, "no_reverb": {"WB_PESQ": wb - 0.5, "STOI": 0.94, "n": 150}}
+
+
+def test_an_evaluation_on_rebuilt_pools_merges_only_with_a_matching_noisy_check(tmp_path):
+    """Same clips, another pools hash: refused without --rebuilt-noisy, refused when the noisy input moved by more
+    than the tolerance there, accepted (and said so in its source) when it agrees."""
+    import pytest
+
+    mod = _merger()
+    manifest = {"format": "linseq-speech-testset", "params": {"seed": 1, "pools_manifest_sha256": "aaa"},
+                "pools_dir": "/x", "clips": [{"name": "c0", "snr": 3}]}
+    run_manifest = _write(tmp_path / "run" / "test_set_manifest.json", manifest)
+    later = tmp_path / "later"
+    _write(later / "test_set_manifest.json", {**manifest, "params": {"seed": 1, "pools_manifest_sha256": "bbb"},
+                                              "pools_dir": "/y"})
+    model = _write(later / "eval" / "eval_model.json", {"label": "Model", "subsets": _subsets(2.9), "meta": {}})
+    run = {"evals": {"noisy": {"label": "Noisy", "subsets": _subsets(2.6)}}}
+    with pytest.raises(SystemExit, match="rebuilt-noisy"):
+        mod.merge(json.loads(json.dumps(run)), [model], run_manifest)
+    moved = _write(later / "eval" / "eval_noisy_moved.json", {"subsets": _subsets(2.62)})
+    with pytest.raises(SystemExit, match="differs"):
+        mod.merge(json.loads(json.dumps(run)), [model], run_manifest, rebuilt_noisy=moved)
+    agrees = _write(later / "eval" / "eval_noisy.json", {"subsets": _subsets(2.605)})
+    merged = mod.merge(json.loads(json.dumps(run)), [model], run_manifest, rebuilt_noisy=agrees)
+    assert merged["evals"]["model"]["label"] == "Model" and "rebuilt" in merged["eval_sources"]["model"]
+    other_clips = _write(later / "test_set_manifest.json", {**manifest, "clips": [{"name": "c0", "snr": 4}],
+                                                            "params": {"seed": 1, "pools_manifest_sha256": "bbb"}})
+    assert other_clips.is_file()
+    with pytest.raises(SystemExit, match="differs"):
+        mod.merge(json.loads(json.dumps(run)), [model], run_manifest, rebuilt_noisy=agrees)
