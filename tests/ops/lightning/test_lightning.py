@@ -311,3 +311,24 @@ def test_default_scale_is_inverse_sqrt_key_dim():
 def test_auto_backend_on_cpu_is_chunk_and_gives_same_result():
     q, k, v, g, _ = make_inputs(2, 40, 2, 8, 8, torch.float32, "token", with_state=False)
     assert torch.allclose(lightning_attn(q, k, v, g)[0], lightning_attn(q, k, v, g, backend="chunk")[0])
+
+
+@needs_triton
+@pytest.mark.parametrize("decay,K,V,packed", [("head", 72, 40, False), ("token", 24, 100, False),
+                                               (None, 16, 16, False), ("token", 40, 24, True)])
+def test_fused_decode_kernel_matches_reference(decay, K, V, packed):
+    """The one-launch recurrent step (CUDA decoding path), run by the interpreter on odd head dims, a few tokens
+    per call, per-head / per-token / no decay and packed sequences."""
+    from linseq.ops.lightning.triton.decode import fused_recurrent_forward
+
+    torch.manual_seed(3)
+    B, T, H = (1, 7, 3) if packed else (2, 3, 3)
+    cu = torch.tensor([0, 2, 2, 7], dtype=torch.int32) if packed else None
+    N = 3 if packed else B
+    q, k, v = (torch.randn(B, T, H, d) for d in (K, K, V))
+    g = {"head": -torch.rand(H), "token": F.logsigmoid(torch.randn(B, T, H)), None: None}[decay]
+    s0 = torch.randn(N, H, K, V)
+    o, s = fused_recurrent_forward(q, k, v, g, 0.5, s0, True, cu)
+    ro, rs = lightning_attn(q.double(), k.double(), v.double(), None if g is None else g.double(), scale=0.5,
+                            initial_state=s0.double(), output_final_state=True, cu_seqlens=cu, backend="naive")
+    assert rel(o, ro) < 1e-5 and rel(s, rs) < 1e-5

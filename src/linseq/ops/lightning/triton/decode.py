@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import torch
-import triton
 
 from linseq.ops.lightning.triton.kernels import lightning_decode_kernel
 
 
+def _pow2_at_least_16(x: int) -> int:
+    # plain Python: triton.next_power_of_2 and triton.cdiv cost ~3 µs a call, which a one-token step notices
+    return max(16, 1 << (x - 1).bit_length())
+
+
 def fused_recurrent_forward(q, k, v, log_decay, scale, initial_state, output_final_state, cu_seqlens):
-    """Inference-only recurrent form (no autograd). Shapes as in :func:`linseq.ops.lightning_attn`."""
+    """Inference-only recurrent form (no autograd). Shapes as in :func:`linseq.ops.lightning_attn`.
+
+    Decoding calls this once per layer and token, so the host work is kept small (measured per call on a 2-core CPU
+    with the launch stubbed: 30 µs before, see benchmarks/results/lightning/NOTES.md)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
-    BK = max(16, triton.next_power_of_2(K))
-    BV = min(max(16, triton.next_power_of_2(V)), 32 if K > 64 else 64)
+    BK = _pow2_at_least_16(K)
+    BV = min(_pow2_at_least_16(V), 32 if K > 64 else 64)
     decay = 0 if log_decay is None else (1 if log_decay.ndim == 1 else 2)
-    qf, kf, vf = (x.reshape((-1,) + tuple(x.shape[2:])).contiguous() for x in (q, k, v))
+    qf = q.reshape(B * T, H, K).contiguous()
+    kf = k.reshape(B * T, H, K).contiguous()
+    vf = v.reshape(B * T, H, V).contiguous()
     o = torch.empty_like(vf)
     final = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
     h0 = initial_state.float().contiguous() if initial_state is not None else None
     ld = log_decay.float().contiguous() if decay == 1 else None
     g = log_decay.float().contiguous() if decay == 2 else None
-    lightning_decode_kernel[(triton.cdiv(V, BV), N * H)](
+    lightning_decode_kernel[(-(-V // BV), N * H)](
         qf, kf, vf, g, ld, h0, o, final, cu_seqlens, scale, T=T, H=H, K=K, V=V, BK=BK, BV=BV,
         DECAY=decay, HAS_H0=h0 is not None, STORE_STATE=output_final_state, IS_VARLEN=cu_seqlens is not None,
         num_warps=4 if BK * BV >= 4096 else 2,
