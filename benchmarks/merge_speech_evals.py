@@ -155,8 +155,8 @@ def main() -> None:
         if not args.name or args.chain:
             raise SystemExit("--single needs --name and no --chain")
         t = chained_training([args.single])
-        config = json.loads(args.single.read_text())["config"]
-        device = json.loads(args.single.read_text()).get("meta", {}).get("device", "?")
+        metrics = json.loads(args.single.read_text())
+        config, device = metrics["config"], metrics.get("meta", {}).get("device", "?")
         suffix = f", one run ({config.get('max_minutes'):g} min on {device}, {t['steps']:,} steps, {_schedule(config)})"
         run.setdefault("training", {})[args.name] = t
     if args.complexity:

@@ -127,6 +127,16 @@ def section_table(data: dict, section: str) -> str | None:
     return "\n".join(lines)
 
 
+def _variant_cells(rows: list[dict], section: str, variant: str, lengths) -> list[str]:
+    """'fwd / fwd+bwd' ms of one linseq variant at each length (— where it was not measured)."""
+    ours = [r for r in rows if r["variant"] == variant]
+    cells = []
+    for T in lengths:
+        got = {m: _pick(ours, section, "linseq-triton", T, m) for m in ("fwd", "fwdbwd")}
+        cells.append(f"{_fmt(got['fwd'] and got['fwd']['ms'])} / {_fmt(got['fwdbwd'] and got['fwdbwd']['ms'])}")
+    return cells
+
+
 def section_variants_table(data: dict, section: str) -> str | None:
     """linseq fwd / fwd+bwd (ms) of every variant timed in ``section`` beside the shipped settings (None if none)."""
     from linseq.ops.lightning.triton import function as F
@@ -138,11 +148,7 @@ def section_variants_table(data: dict, section: str) -> str | None:
     lengths = sorted({r["T"] for r in rows})
     lines = ["| variant | " + " | ".join(f"{T // 1024}K" for T in lengths) + " |", "|---|" + "---|" * len(lengths)]
     for n in names:
-        cells = []
-        for T in lengths:
-            got = {m: _pick([r for r in rows if r["variant"] == n], section, "linseq-triton", T, m)
-                   for m in ("fwd", "fwdbwd")}
-            cells.append(f"{_fmt(got['fwd'] and got['fwd']['ms'])} / {_fmt(got['fwdbwd'] and got['fwdbwd']['ms'])}")
+        cells = _variant_cells(rows, section, n, lengths)
         label = "shipped" if n == "default" else f"`{n}` " + ", ".join(
             f"{k}={v}" for k, v in data["variants"][n].items() if getattr(F, k, None) != v)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -156,11 +162,7 @@ def variants_table(data: dict) -> str:
     lines = ["| variant | " + " | ".join(f"{T // 1024}K" for T in lengths) + " |",
              "|---|" + "---|" * len(lengths)]
     for n in names:
-        cells = []
-        for T in lengths:
-            got = {m: _pick([r for r in rows if r["variant"] == n], "head", "linseq-triton", T, m)
-                   for m in ("fwd", "fwdbwd")}
-            cells.append(f"{_fmt(got['fwd'] and got['fwd']['ms'])} / {_fmt(got['fwdbwd'] and got['fwdbwd']['ms'])}")
+        cells = _variant_cells(rows, "head", n, lengths)
         settings = data["variants"][n]
         if n == names[0]:
             label = f"`{n}` (shipped)"

@@ -97,10 +97,12 @@ def render(summary: dict[str, Any], cpu: dict[str, Any] | None = None, short: bo
             f"{summary['evals'][k]['label']}: {v}" for k, v in summary["eval_sources"].items() if k in summary["evals"])
             + "."]
     for key, t in summary.get("training", {}).items():
-        if t.get("steps_per_run") and len(t["steps_per_run"]) == 1 and key in summary.get("evals", {}):
+        if not t.get("steps_per_run") or key not in summary.get("evals", {}):
+            continue
+        if len(t["steps_per_run"]) == 1:
             lines += ["", f"{summary['evals'][key]['label']}: trained from scratch in one run (seed {t['seeds'][0]}), "
                           f"best checkpoint at step {t['steps_per_run'][0]:,}."]
-        elif t.get("steps_per_run") and key in summary.get("evals", {}):
+        else:
             lines += ["", f"{summary['evals'][key]['label']}: each run started from the previous run's best checkpoint "
                           f"(`linseq speech train --init-from`, fresh optimizer, new seed: {t['seeds']}); steps to each "
                           f"best checkpoint: {', '.join(f'{n:,}' for n in t['steps_per_run'])}"

@@ -155,11 +155,12 @@ def main() -> int:
     preset = os.environ.get("SPEECH_PRESET", "gpu")
     init_dir = os.environ.get("SPEECH_INIT_FROM")  # folder of <model name>/ checkpoints to train further
     seed = os.environ.get("SPEECH_SEED", "0")
+    model_eval = os.environ.get("SPEECH_MODEL_EVAL", "1") != "0"
     runs = Path("/tmp/speech_runs")
     test_dir = Path("/tmp/speech_test_set")
     summary: dict = {"minutes": minutes, "models": names, "pools": str(pools), "preset": preset, "failures": {},
                      "init_from": init_dir, "seed": seed,
-                     "model_eval": os.environ.get("SPEECH_MODEL_EVAL", "1") != "0"}
+                     "model_eval": model_eval}
 
     if not (pools / "manifest.json").is_file():
         log(f"no pools at {pools} (carry data/speech_pools); nothing to do")
@@ -174,7 +175,6 @@ def main() -> int:
                              str(pools), str(test_dir), test_n], out / "logs" / "test_set.log", deadline)
 
     # 2. four trainings on one GPU, equal wall budget
-    model_eval = os.environ.get("SPEECH_MODEL_EVAL", "1") != "0"
     train_deadline = min(deadline - (90 if model_eval else 30), time.time() + minutes * 60 + 120)
     trains = {}
     for name in names:

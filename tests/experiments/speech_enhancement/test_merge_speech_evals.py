@@ -5,6 +5,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -45,8 +47,6 @@ def _subsets(wb: float) -> dict:
 def test_an_evaluation_on_rebuilt_pools_merges_only_with_a_matching_noisy_check(tmp_path):
     """Same clips, another pools hash: refused without --rebuilt-noisy, refused when the noisy input moved by more
     than the tolerance there, accepted (and said so in its source) when it agrees."""
-    import pytest
-
     mod = _merger()
     manifest = {"format": "linseq-speech-testset", "params": {"seed": 1, "pools_manifest_sha256": "aaa"},
                 "pools_dir": "/x", "clips": [{"name": "c0", "snr": 3}]}

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from linseq.ops.lightning.triton.function import _pow2
 from linseq.ops.lightning.triton.kernels import lightning_decode_kernel
-
-
-def _pow2_at_least_16(x: int) -> int:
-    # plain Python: triton.next_power_of_2 and triton.cdiv cost ~3 µs a call, which a one-token step notices
-    return max(16, 1 << (x - 1).bit_length())
 
 
 def fused_recurrent_forward(q, k, v, log_decay, scale, initial_state, output_final_state, cu_seqlens):
@@ -20,8 +16,8 @@ def fused_recurrent_forward(q, k, v, log_decay, scale, initial_state, output_fin
     B, T, H, K = q.shape
     V = v.shape[-1]
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
-    BK = _pow2_at_least_16(K)
-    BV = min(_pow2_at_least_16(V), 32 if K > 64 else 64)
+    BK = _pow2(K)
+    BV = min(_pow2(V), 32 if K > 64 else 64)
     decay = 0 if log_decay is None else (1 if log_decay.ndim == 1 else 2)
     qf = q.reshape(B * T, H, K).contiguous()
     kf = k.reshape(B * T, H, K).contiguous()
@@ -31,7 +27,7 @@ def fused_recurrent_forward(q, k, v, log_decay, scale, initial_state, output_fin
     h0 = initial_state.float().contiguous() if initial_state is not None else None
     ld = log_decay.float().contiguous() if decay == 1 else None
     g = log_decay.float().contiguous() if decay == 2 else None
-    lightning_decode_kernel[(-(-V // BV), N * H)](
+    lightning_decode_kernel[(-(-V // BV), N * H)](  # ceil division without triton.cdiv (see _pow2)
         qf, kf, vf, g, ld, h0, o, final, cu_seqlens, scale, T=T, H=H, K=K, V=V, BK=BK, BV=BV,
         DECAY=decay, HAS_H0=h0 is not None, STORE_STATE=output_final_state, IS_VARLEN=cu_seqlens is not None,
         num_warps=4 if BK * BV >= 4096 else 2,
