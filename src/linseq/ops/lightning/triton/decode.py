@@ -12,7 +12,7 @@ def fused_recurrent_forward(q, k, v, log_decay, scale, initial_state, output_fin
     """Inference-only recurrent form (no autograd). Shapes as in :func:`linseq.ops.lightning_attn`.
 
     Decoding calls this once per layer and token, so the host work is kept small (measured per call on a 2-core CPU
-    with the launch stubbed: 30 µs before, see benchmarks/results/lightning/NOTES.md)."""
+    with the launch stubbed: 33 µs before, 13 now; benchmarks/results/lightning/NOTES.md)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
