@@ -25,7 +25,7 @@ from linseq.ops.lightning.triton import function as F
 _SHIPPED = dict(NUM_STAGES=None, DKDV_SEPARATE=True, DKDV_BLOCK_T=None, PROGRAMS_PER_SM=1, FWD_VALUE_BLOCK=None,
                 FWD_NUM_WARPS=None, FWD_BLOCK_T=None, FWD_TMA=False, BWD_TMA=False, STATE_PASS_REVERSED=False,
                 STATE_PASS_WARPS=4, STATE_PASS_STAGES=2, STATE_SPLITS=None, STATE_PROGRAMS_PER_SM=2,
-                STATE_PASS_BLOCK_T=None, SMALL_TILE_PROGRAMS_PER_SM=2)
+                STATE_PASS_BLOCK_T=None, SMALL_TILE_PROGRAMS_PER_SM=2, UNCHAIN_DOTS=True, SCALE_OUTPUTS=True)
 # the plan shipped until dcf8f94: two fused-pass programs per SM in the split rule, whole-segment state passes
 _PREVIOUS = {**_SHIPPED, "PROGRAMS_PER_SM": 2, "STATE_SPLITS": 1, "STATE_PASS_WARPS": None, "STATE_PASS_STAGES": None}
 VARIANTS = {
@@ -37,6 +37,10 @@ VARIANTS = {
     "sub_w8": {**_SHIPPED, "STATE_PASS_WARPS": None},
     # (not yet timed) twice the sub-segments; plain-sum state passes; 128-token state-pass blocks (fewer, larger loads)
     "sub_spps4": {**_SHIPPED, "STATE_PROGRAMS_PER_SM": 4},
+    # the kernels before the chained-dot layout workaround (Triton's flash-attention layout, each 64-row dot of a
+    # block computed on both warpgroups) and with it but the decay still applied to the 16-bit operands
+    "chained": {**_SHIPPED, "UNCHAIN_DOTS": False, "SCALE_OUTPUTS": False},
+    "unchain_only": {**_SHIPPED, "SCALE_OUTPUTS": False},
     "sub_rev": {**_SHIPPED, "STATE_PASS_REVERSED": True},
     "sub_bt128": {**_SHIPPED, "STATE_PASS_BLOCK_T": 128, "STATE_PASS_WARPS": 8},
     # the split rule of ba3c541 for 64×64 state tiles (H=32, D=64): one program slot per multiprocessor

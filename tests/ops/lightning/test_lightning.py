@@ -88,6 +88,27 @@ def test_triton_matches_definition_fp32(monkeypatch, decay, num_segments, separa
 
 
 @needs_triton
+@pytest.mark.parametrize("decay", ["none", "head", "token"])
+@pytest.mark.parametrize("num_segments", [1, 3])
+@pytest.mark.parametrize("unchain,scale_outputs", [(True, False), (True, True), (False, True)])
+def test_triton_unchained_dots_and_scaled_outputs_match_definition(monkeypatch, decay, num_segments, unchain,
+                                                                   scale_outputs):
+    """The layout workaround (a branch between chained dots) and the decay applied to dot results instead of
+    operands compute the same function; the fp16 case keeps the 16-bit operands these options change."""
+    from linseq.ops.lightning.triton import function as fn_mod
+
+    monkeypatch.setattr(fn_mod, "UNCHAIN_DOTS", unchain)
+    monkeypatch.setattr(fn_mod, "SCALE_OUTPUTS", scale_outputs)
+    inputs = make_inputs(2, 150, 2, 24, 40, torch.float32, decay)
+    out = run_with_grads(None, *inputs, 0.5, fn=_interpreted, num_segments=num_segments)
+    assert_close_to_reference(out, reference(*inputs, 0.5), 1e-5)
+    if decay == "head" and num_segments == 1:
+        half = make_inputs(1, 97, 2, 33, 20, torch.float16, decay)
+        out = run_with_grads(None, *half, 1.0, fn=_interpreted, num_segments=1)
+        assert_close_to_reference(out, reference(*half, 1.0), 3e-3)
+
+
+@needs_triton
 @pytest.mark.parametrize("decay", ["head", "token"])
 def test_triton_mild_and_strong_decay_match_definition(decay):
     """Decays mild and strong (per-token decay down to −3, per-head −1.5: a block's mask spans e^-96) in one call."""

@@ -89,6 +89,12 @@ STATE_PASS_REVERSED = False
 STATE_PASS_WARPS: int | None = 4
 STATE_PASS_STAGES: int | None = 2
 STATE_PASS_BLOCK_T: int | None = None  # token block of the state passes (None: the fused passes'; any power of two ≥ 16)
+# Pass each block's attention matrix (and the intra-block partial output) between dots through a branch the compiler
+# cannot resolve, so that Triton does not give those 64-row dots its chained-dot layout, which on 8 warps computes
+# them twice, once per warpgroup (kernels._unchained). SCALE_OUTPUTS applies the decay rows to a dot's result
+# instead of to its 16-bit operand, so that operand goes to the tensor cores straight from shared memory.
+UNCHAIN_DOTS = True
+SCALE_OUTPUTS = True
 
 
 def _state_pass_launch(launch: dict) -> dict:
@@ -267,7 +273,7 @@ def lightning_forward(q, k, v, log_decay, scale, initial_state, output_final_sta
     qd, kd, vd = descs or (None, None, None)
     common = dict(T=T, H=H, K=K, V=V, NSUB=R, BT=BT, BK=BK, BV=BV, DECAY=decay, SPLIT=split,
                   IS_VARLEN=plan.is_varlen, PRECISION=_precision(q.dtype), USE_TMA=descs is not None,
-                  QD=qd, KD=kd, VD=vd)
+                  QD=qd, KD=kd, VD=vd, UNCHAIN=UNCHAIN_DOTS, SCALE_OUT=SCALE_OUTPUTS)
     NV = triton.cdiv(V, BV)
     if split:  # over sub-segments
         lightning_fwd_kernel[(NV, N * H, NS * R)](
@@ -303,7 +309,7 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg
     BT_dkdv = dkdv_block_t(BK, BV, exact)
     elem = 4 if exact else q.element_size()  # float32 operands take twice the shared memory per pipeline stage
     common = dict(T=T, H=H, K=K, V=V, SEG_LEN=plan.seg_len, DECAY=decay, IS_VARLEN=plan.is_varlen,
-                  PRECISION=DECAY_GRAD_PRECISION if exact else _precision(q.dtype), F32=exact)
+                  PRECISION=DECAY_GRAD_PRECISION if exact else _precision(q.dtype), F32=exact, UNCHAIN=UNCHAIN_DOTS)
 
     dq = torch.empty(qf.shape, dtype=grad_dtype, device=q.device)
     dq_h0 = seg_states if NS > 1 else h0
@@ -326,7 +332,7 @@ def lightning_backward(q, k, v, log_decay, scale, initial_state, seg_states, seg
     dh0 = q.new_empty(N, H, K, V, dtype=torch.float32) if need_dh0 else None
     R = plan.state_splits
     local = q.new_empty(N, H, NS * R, K, V, dtype=torch.float32) if split else None
-    common.update(BK=BK, BV=BV, NS=NS, NSUB=R, SPLIT=split, DK_SPLIT_STRIDE=kf.numel())
+    common.update(BK=BK, BV=BV, NS=NS, NSUB=R, SPLIT=split, DK_SPLIT_STRIDE=kf.numel(), SCALE_OUT=SCALE_OUTPUTS)
     blocks = ((BT_dkdv, 1, BK), (BT_dkdv, 1, BK), (BT_dkdv, 1, BV), (BT_dkdv, 1, BV))
     descs = _descriptors((qf, kf, vf, dof), blocks) if BWD_TMA else None
     qd, kd, vd, dod = descs or (None, None, None, None)

@@ -74,6 +74,20 @@ def _op(x, like, F32: tl.constexpr):
 
 
 @triton.jit
+def _unchained(x, always_true):
+    """``x``, passed through a branch the compiler cannot resolve (``always_true`` is true at run time).
+
+    Triton lays a dot whose result feeds another dot out with all warps along M (the flash-attention layout); on
+    64-row blocks with 8 warps that repeats the dot on both warpgroups. A value coming out of a branch is not
+    traced back to the dot that made it, so the dots on either side get layouts that split the work."""
+    if always_true:
+        y = x
+    else:
+        y = -x
+    return y
+
+
+@triton.jit
 def _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT: tl.constexpr, DECAY: tl.constexpr):
     """Inclusive cumulative log decay inside one block, ``[BT]``, and its total over the valid tokens."""
     if DECAY == 2:
@@ -109,7 +123,7 @@ def lightning_fwd_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_H0: tl.constexpr, STORE_STATE: tl.constexpr, STATE_ONLY: tl.constexpr,
     SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr, USE_TMA: tl.constexpr = False,
-    REVERSED: tl.constexpr = False,
+    REVERSED: tl.constexpr = False, UNCHAIN: tl.constexpr = False, SCALE_OUT: tl.constexpr = False,
 ):
     """STATE_ONLY: launched over sub-segments (NS, SEG_LEN: sub-segments per sequence and their length; NSUB of
     them make one segment of the fused pass), write this sub-segment's local end state to LOCAL and its total log
@@ -187,12 +201,24 @@ def lightning_fwd_kernel(
                 b_a = b_a * _decay_matrix(b_g, causal, scale)
             else:
                 b_a = tl.where(causal, b_a * scale, 0.0)
-            b_o = tl.dot(b_a.to(b_v.dtype), b_v, input_precision=PRECISION)
-            if DECAY > 0:
-                b_qd = (b_q * (tl.exp(b_g) * scale)[:, None]).to(b_q.dtype)
+            b_p = b_a.to(b_v.dtype)
+            if UNCHAIN:
+                b_p = _unchained(b_p, num_blocks > 0)
+            b_o = tl.dot(b_p, b_v, input_precision=PRECISION)
+            if UNCHAIN:
+                b_o = _unchained(b_o, num_blocks > 0)
+            if SCALE_OUT:  # (Λ Q) S as Λ (Q S): q goes to the dot straight from shared memory
+                b_inter = tl.dot(b_q, b_s.to(b_q.dtype), input_precision=PRECISION)
+                if DECAY > 0:
+                    b_o += b_inter * (tl.exp(b_g) * scale)[:, None]
+                else:
+                    b_o += b_inter * scale
             else:
-                b_qd = (b_q * scale).to(b_q.dtype)
-            b_o += tl.dot(b_qd, b_s.to(b_q.dtype), input_precision=PRECISION)
+                if DECAY > 0:
+                    b_qd = (b_q * (tl.exp(b_g) * scale)[:, None]).to(b_q.dtype)
+                else:
+                    b_qd = (b_q * scale).to(b_q.dtype)
+                b_o += tl.dot(b_qd, b_s.to(b_q.dtype), input_precision=PRECISION)
             _store_rows(O, b_o, t, t_mask, i_h, H, V, offs_v, v_mask)
         if DECAY > 0 and STATE_ONLY and REVERSED:
             # seg_log_decay so far: the log decay from this block's end to the segment's end
@@ -222,7 +248,7 @@ def lightning_bwd_dq_kernel(
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NS, SEG_LEN,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, HAS_H0: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
-    USE_TMA: tl.constexpr = False, F32: tl.constexpr = False,
+    USE_TMA: tl.constexpr = False, F32: tl.constexpr = False, UNCHAIN: tl.constexpr = False,
 ):
     """Grid (K / BK, N*H, NS). BV covers all of V; S is the [BK, V] slice of the state. H0 holds each
     segment's starting state ([N,H,NS,K,V], kept by the forward) or, unsplit, the initial state."""
@@ -259,8 +285,13 @@ def lightning_bwd_dq_kernel(
             b_da = b_da * _decay_matrix(b_g, causal, scale)
         else:
             b_da = tl.where(causal, b_da * scale, 0.0)
-        b_dq = tl.dot(_op(b_da, b_k, F32), _op(b_k, b_k, F32), input_precision=PRECISION)
+        b_da = _op(b_da, b_k, F32)
+        if UNCHAIN:
+            b_da = _unchained(b_da, num_blocks > 0)
+        b_dq = tl.dot(b_da, _op(b_k, b_k, F32), input_precision=PRECISION)
         b_inter = tl.dot(_op(b_do, b_do, F32), tl.trans(_op(b_s, b_do, F32)), input_precision=PRECISION)
+        if UNCHAIN:
+            b_inter = _unchained(b_inter, num_blocks > 0)
         if DECAY > 0:
             b_dq += b_inter * (tl.exp(b_g) * scale)[:, None]
             b_kd = _op(b_k * _decay_to_end(b_g, g_last, t_mask)[:, None], b_k, F32)
@@ -279,7 +310,8 @@ def lightning_bwd_dkdv_kernel(
     DECAY: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, STATE_ONLY: tl.constexpr,
     SPLIT: tl.constexpr, IS_VARLEN: tl.constexpr, PRECISION: tl.constexpr,
     WANT_DK: tl.constexpr = True, WANT_DV: tl.constexpr = True, USE_TMA: tl.constexpr = False,
-    F32: tl.constexpr = False, REVERSED: tl.constexpr = False,
+    F32: tl.constexpr = False, REVERSED: tl.constexpr = False, UNCHAIN: tl.constexpr = False,
+    SCALE_OUT: tl.constexpr = False,
 ):
     """Grid (V / BV, N*H, NS), blocks visited last to first. BK covers all of K; dS is the [K, BV] slice.
 
@@ -360,24 +392,42 @@ def lightning_bwd_dkdv_kernel(
                 b_a = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION)
                 if DECAY > 0:
                     b_a = b_a * b_d
-                    b_kd = _op(b_k * b_to_end[:, None], b_k, F32)
+                    if not SCALE_OUT:
+                        b_kd = _op(b_k * b_to_end[:, None], b_k, F32)
                 else:
                     b_a = tl.where(causal, b_a * scale, 0.0)
                     b_kd = _op(b_k, b_k, F32)
-                b_dv = tl.dot(tl.trans(_op(b_a, b_do, F32)), _op(b_do, b_do, F32), input_precision=PRECISION)
-                b_dv += tl.dot(b_kd, b_ds_lo, input_precision=PRECISION)
+                b_a = _op(b_a, b_do, F32)
+                if UNCHAIN:
+                    b_a = _unchained(b_a, num_blocks > 0)
+                b_dv = tl.dot(tl.trans(b_a), _op(b_do, b_do, F32), input_precision=PRECISION)
+                if UNCHAIN:
+                    b_dv = _unchained(b_dv, num_blocks > 0)
+                if DECAY > 0 and SCALE_OUT:  # (Λ' K) dS as Λ' (K dS)
+                    b_dv += tl.dot(_op(b_k, b_k, F32), b_ds_lo, input_precision=PRECISION) * b_to_end[:, None]
+                else:
+                    b_dv += tl.dot(b_kd, b_ds_lo, input_precision=PRECISION)
                 _store_rows(DV, b_dv, t, t_mask, i_h, H, V, offs_v, v_mask)
             if WANT_DK:
                 b_v = _load_block(VD, Vp, row0, t, t_mask, i_h, H, V, offs_v, v_mask, i_v * BV, BT, BV, USE_TMA)
                 b_dp = tl.dot(b_do, tl.trans(b_v), input_precision=PRECISION)
                 if DECAY > 0:
                     b_dp = b_dp * b_d
-                    b_vd = _op(b_v * b_to_end[:, None], b_v, F32)
+                    if not SCALE_OUT:
+                        b_vd = _op(b_v * b_to_end[:, None], b_v, F32)
                 else:
                     b_dp = tl.where(causal, b_dp * scale, 0.0)
                     b_vd = _op(b_v, b_v, F32)
-                b_dk = tl.dot(tl.trans(_op(b_dp, b_q, F32)), _op(b_q, b_q, F32), input_precision=PRECISION)
-                b_dk += tl.dot(b_vd, tl.trans(b_ds_lo), input_precision=PRECISION)
+                b_dp = _op(b_dp, b_q, F32)
+                if UNCHAIN:
+                    b_dp = _unchained(b_dp, num_blocks > 0)
+                b_dk = tl.dot(tl.trans(b_dp), _op(b_q, b_q, F32), input_precision=PRECISION)
+                if UNCHAIN:
+                    b_dk = _unchained(b_dk, num_blocks > 0)
+                if DECAY > 0 and SCALE_OUT:
+                    b_dk += tl.dot(_op(b_v, b_v, F32), tl.trans(b_ds_lo), input_precision=PRECISION) * b_to_end[:, None]
+                else:
+                    b_dk += tl.dot(b_vd, tl.trans(b_ds_lo), input_precision=PRECISION)
                 _store_rows(DK + i_v * DK_SPLIT_STRIDE, b_dk, t, t_mask, i_h, H, K, offs_k, k_mask)
         if DECAY > 0 and not (STATE_ONLY and REVERSED):
             b_ds = b_ds * tl.exp(g_last) + tl.dot(tl.trans(b_qd), _op(b_do, b_do, F32), input_precision=PRECISION)
