@@ -79,7 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--lr-min", type=float, default=None, help="end of the cosine decay (default 1e-5)")
     p.add_argument("--sisdr-weight", type=float, default=None,
                    help="add this × (−SI-SDR in dB) of the enhanced wave to the cRM loss (default 0: cRM only, as "
-                        "published; e.g. 0.002 weighs a 15 dB output's term at 0.03 against a cRM loss near 0.06)")
+                        "published). On a trained Fast FullSubNet the SI-SDR term's gradient is about 1,700× the cRM "
+                        "loss's, so 5e-4 gives the two similar weight")
     p.add_argument("--warmup-steps", type=int, default=None,
                    help="linear learning-rate warm-up steps (default 0; useful with --init-from)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: preset)")
