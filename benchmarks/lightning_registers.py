@@ -80,8 +80,9 @@ def kernel_cases(decay: str = "head") -> dict[str, tuple]:
     k = load_kernels()
     shape = dict(H=16, K=128, V=128, BT=64, BK=128, BV=128, DECAY={"head": 1, "token": 2}[decay], IS_VARLEN=False)
     desc = {n: "tensordesc<bf16[64, 1, 128]>" for n in ("QD", "KD", "VD")}  # host descriptors of FWD_TMA
+    shipped = dict(UNCHAIN=True, SCALE_OUT=True)  # function.UNCHAIN_DOTS, SCALE_OUTPUTS
     fwd = dict(shape, HAS_H0=False, STORE_STATE=False, STATE_ONLY=False, SPLIT=False, PRECISION="tf32", REVERSED=False,
-               UNCHAIN=False, SCALE_OUT=False)
+               **shipped)
     cases = {
         "forward": (k.lightning_fwd_kernel, dict(fwd, USE_TMA=False, QD=None, KD=None, VD=None), None),
         "forward, TMA loads": (k.lightning_fwd_kernel, dict(fwd, USE_TMA=True), desc),
@@ -89,23 +90,25 @@ def kernel_cases(decay: str = "head") -> dict[str, tuple]:
     state = dict(fwd, STATE_ONLY=True, SPLIT=True, USE_TMA=False, QD=None, KD=None, VD=None)
     cases["forward state pass"] = (k.lightning_fwd_kernel, dict(state, REVERSED=False), None)
     cases["forward state pass, reversed"] = (k.lightning_fwd_kernel, dict(state, REVERSED=True), None)
-    dq = dict(shape, HAS_H0=False, USE_TMA=False, DOD=None, KD=None, VD=None, UNCHAIN=False)
+    dq = dict(shape, HAS_H0=False, USE_TMA=False, DOD=None, KD=None, VD=None, UNCHAIN=True)
     cases["dq"] = (k.lightning_bwd_dq_kernel, dict(dq, PRECISION="tf32", F32=False), None)
     cases["dq, float32 operands"] = (k.lightning_bwd_dq_kernel, dict(dq, PRECISION="tf32x3", F32=True), None)
     for want in ("dk", "dv"):
         flags = dict(shape, HAS_DHT=False, STORE_DH0=False, STATE_ONLY=False, SPLIT=False, WANT_DK=want == "dk",
                      WANT_DV=want == "dv", USE_TMA=False, QD=None, KD=None, VD=None, DOD=None, REVERSED=False,
-                     UNCHAIN=False, SCALE_OUT=False)
+                     **shipped)
         cases[want] = (k.lightning_bwd_dkdv_kernel, dict(flags, PRECISION="tf32", F32=False), None)
         # float32 operands run on 32-token blocks when the state tile is large (function.lightning_backward)
         cases[f"{want}, float32 operands"] = (k.lightning_bwd_dkdv_kernel,
                                               dict(flags, PRECISION="tf32x3", F32=True, BT=32), None)
-    # the chained-dot layout workaround with the decay applied to dot results (function.UNCHAIN_DOTS, SCALE_OUTPUTS)
-    unchained = dict(UNCHAIN=True, SCALE_OUT=True)
-    cases["forward, unchained"] = (k.lightning_fwd_kernel, dict(cases["forward"][1], **unchained), None)
-    cases["dq, unchained"] = (k.lightning_bwd_dq_kernel, dict(cases["dq"][1], UNCHAIN=True), None)
+    # the kernels before be394ae: Triton's chained-dot layout (each block's 64-row dots on both warpgroups)
+    chained = dict(UNCHAIN=False, SCALE_OUT=False)
+    cases["forward, chained layout"] = (k.lightning_fwd_kernel, dict(cases["forward"][1], **chained), None)
+    cases["dq, chained layout"] = (k.lightning_bwd_dq_kernel, dict(cases["dq"][1], UNCHAIN=False), None)
     for want in ("dk", "dv"):
-        cases[f"{want}, unchained"] = (k.lightning_bwd_dkdv_kernel, dict(cases[want][1], **unchained), None)
+        cases[f"{want}, chained layout"] = (k.lightning_bwd_dkdv_kernel, dict(cases[want][1], **chained), None)
+    # one dk/dv sweep for both outputs (DKDV_SEPARATE=False, DKDV_BLOCK_T=64): q and dO read once
+    cases["dk+dv fused"] = (k.lightning_bwd_dkdv_kernel, dict(cases["dk"][1], WANT_DV=True), None)
     ds = dict(flags, STATE_ONLY=True, SPLIT=True, WANT_DK=True, WANT_DV=True, PRECISION="tf32", F32=False)
     cases["dS state pass"] = (k.lightning_bwd_dkdv_kernel, dict(ds, REVERSED=False), None)
     cases["dS state pass, reversed"] = (k.lightning_bwd_dkdv_kernel, dict(ds, REVERSED=True), None)
