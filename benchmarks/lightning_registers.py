@@ -14,7 +14,9 @@ that match it. Pointer arguments are declared 16-byte aligned and T divisible by
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib.util
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -75,6 +77,13 @@ def resource_usage(compiled) -> str:
     return f"{static} DYN_SHARED:{compiled.metadata.shared}"  # bytes a launch asks for (limit 232,448 on sm_90)
 
 
+def wgmma_counts(compiled) -> str:
+    """Warpgroup MMA instructions in the kernel's PTX by shape, e.g. ``m64n32k16:8 m64n64k16:12``: one warpgroup's
+    instructions per block of the main loop, so a dot that both warpgroups repeat shows up as twice the count."""
+    found = collections.Counter(re.findall(r"wgmma\.mma_async\.sync\.aligned\.(m\d+n\d+k\d+)", compiled.asm["ptx"]))
+    return " ".join(f"{shape}:{n}" for shape, n in sorted(found.items()))
+
+
 def kernel_cases(decay: str = "head") -> dict[str, tuple]:
     """name -> (kernel, constexpr arguments, typed arguments) for the shipped kernels and their opt-in variants."""
     k = load_kernels()
@@ -122,6 +131,7 @@ def main() -> None:
     p.add_argument("--stages", type=int, default=3, help="pipeline stages (shipped: 3 when shared memory allows)")
     p.add_argument("--maxnreg", type=int, default=None, help="cap registers per thread (e.g. 128: 2 programs/SM)")
     p.add_argument("--only", default=None, help="compile only the cases whose name contains this text")
+    p.add_argument("--wgmma", action="store_true", help="also print the warpgroup MMA instructions by shape")
     args = p.parse_args()
     options = dict(num_warps=args.warps, num_stages=args.stages, **({"maxnreg": args.maxnreg} if args.maxnreg else {}))
     print(f"triton {triton.__version__}, sm_90a, bf16, H=16, K=V=128, BT=64, {args.decay} decay, "
@@ -130,7 +140,9 @@ def main() -> None:
         if args.only and args.only not in name:
             continue
         try:
-            print(f"  {name:28s} {resource_usage(compile_kernel(fn, constants, typed, **options))}")
+            compiled = compile_kernel(fn, constants, typed, **options)
+            extra = f" WGMMA {wgmma_counts(compiled)}" if args.wgmma else ""
+            print(f"  {name:28s} {resource_usage(compiled)}{extra}")
         except Exception as err:  # one failing variant should not hide the others
             print(f"  {name:28s} ERROR {type(err).__name__}: {str(err)[:200]}")
 

@@ -26,10 +26,17 @@ def _compile(*args: str) -> list[str]:
 
 
 def test_every_kernel_variant_compiles_for_sm90():
-    lines = _compile("--decay", "token")
+    lines = _compile("--decay", "token", "--wgmma")
     assert len(lines) == 17, lines  # one line per case of kernel_cases()
     failed = [ln for ln in lines if "REG:" not in ln]
     assert not failed, "\n".join(failed)
+    # Each block's QKᵀ-sized dot (64×64 out of 128-deep operands) is 8 m64n32k16 instructions per warpgroup when the
+    # two warpgroups split it, 16 when Triton's chained-dot layout makes both compute all of it (be394ae: 33 % of
+    # forward+backward time on an H100). A compiler change that brings the repetition back fails here.
+    wgmma = {ln.split("REG:")[0].strip(): dict(x.split(":") for x in ln.split("WGMMA")[1].split()) for ln in lines}
+    for kernel in ("forward", "dq", "dk", "dv"):
+        assert wgmma[kernel].get("m64n32k16") == "8", (kernel, wgmma[kernel])
+        assert wgmma[f"{kernel}, chained layout"].get("m64n32k16") == "16", (kernel, wgmma[f"{kernel}, chained layout"])
 
 
 def test_float32_operand_dkdv_sweeps_fit_shared_memory_with_per_head_decay():
