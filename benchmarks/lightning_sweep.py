@@ -92,10 +92,11 @@ def main() -> None:
                    help="lengths of the variants, token and h32 sections (default: --lengths)")
     p.add_argument("--h32-variants", default="sub",
                    help="variants timed in the h32 section (the first is the shipped one the README reports)")
-    p.add_argument("--sections", default="head,decode,token,h32,variants",
+    p.add_argument("--sections", default="head,decode,token,h32,variants,peers",
                    help="run in this order. head: per-head decay, fla and the first variant; decode: one token; "
                         "token: per-token decay; h32: H=32, D=64 (both with the shipped settings); variants: "
-                        "the other variants, per-head decay")
+                        "the other variants, per-head decay; peers: lightning-attn 0.0.5 and torch SDPA (causal "
+                        "softmax) at --lengths, as the head section")
     args = p.parse_args()
     lengths = tuple(int(x) for x in args.lengths.split(","))
     other_lengths = tuple(int(x) for x in (args.other_lengths or args.lengths).split(","))
@@ -134,6 +135,9 @@ def main() -> None:
                 use(name)
                 run("head", name, "linseq-triton", head, other_lengths)
             use("sub")
+        elif section == "peers":
+            for provider in ("lightning-attn", "sdpa"):
+                run("peers", "-", provider, head, lengths)
         elif section == "decode":
             for m in measure_decode(DecodeConfig(), device):
                 record("decode", "-", m)

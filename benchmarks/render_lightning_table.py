@@ -127,6 +127,31 @@ def section_table(data: dict, section: str) -> str | None:
     return "\n".join(lines)
 
 
+PEER_NAMES = {"lightning-attn": "lightning-attn 0.0.5", "sdpa": "torch SDPA (causal softmax)"}
+
+
+def peers_table(data: dict, run: str) -> str | None:
+    """The other peers' times at each T (fwd / fwd+bwd ms) and linseq's speed-up over each in the same run."""
+    rows = [r for r in data["rows"] if r["section"] == "peers"]
+    providers = list(dict.fromkeys(r["provider"] for r in rows))
+    lengths = sorted({r["T"] for r in rows if r["ms"] is not None})
+    if not lengths:
+        return None
+    ours = shipped_rows(data, run)
+    head = " | ".join(f"{PEER_NAMES.get(p, p)} fwd / fwd+bwd (ms) | linseq speed-up" for p in providers)
+    lines = [f"| T | B | {head} |", "|---|---|" + "---|---|" * len(providers)]
+    for T in lengths:
+        cells = []
+        for p in providers:
+            got = {m: _pick(rows, "peers", p, T, m) for m in ("fwd", "fwdbwd")}
+            cells.append(f"{_fmt(got['fwd'] and got['fwd']['ms'])} / {_fmt(got['fwdbwd'] and got['fwdbwd']['ms'])}")
+            cells.append(" / ".join(f"{got[m]['ms'] / ours[(T, m)]['ms']:.1f}×" if got[m] and (T, m) in ours else "—"
+                                    for m in ("fwd", "fwdbwd")))
+        B = next(r["B"] for r in rows if r["T"] == T)
+        lines.append(f"| {T // 1024}K | {B} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _variant_cells(rows: list[dict], section: str, variant: str, lengths) -> list[str]:
     """'fwd / fwd+bwd' ms of one linseq variant at each length (— where it was not measured)."""
     ours = [r for r in rows if r["variant"] == variant]
@@ -284,6 +309,14 @@ def render(run: Path = RUN) -> str:
     repeats = repeat_table(run)
     if repeats:
         out += [repeats, ""]
+    peers = latest_with("peers", run)
+    if peers is not None:
+        folder, other = peers
+        note = "" if folder == run else f" — from run `{folder.name}` ({other['meta']['date'][:10]}; not measured in `{run.name}`)"
+        table = peers_table(other, folder.name)
+        if table:
+            out += ["**Other peers**, H=16, D=128, per-head decay, speed-up of linseq in the same run" + note, "",
+                    table, ""]
 
     def source(section: str) -> tuple[dict | None, str]:
         hit = latest_with(section, run)
