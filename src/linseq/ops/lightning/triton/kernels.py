@@ -88,6 +88,21 @@ def _unchained(x, always_true):
 
 
 @triton.jit
+def _unchained_dot(a, b, always_true, UNCHAIN: tl.constexpr, PRECISION: tl.constexpr, TRANS_A: tl.constexpr = False):
+    """``tl.dot(a, b)`` (``aᵀ b`` with TRANS_A); with UNCHAIN its operand ``a`` (the previous dot's result) and its
+    result both pass through :func:`_unchained`, so this dot is laid out on its own, neither as a chained consumer
+    nor as a producer."""
+    if UNCHAIN:
+        a = _unchained(a, always_true)
+    if TRANS_A:
+        a = tl.trans(a)
+    y = tl.dot(a, b, input_precision=PRECISION)
+    if UNCHAIN:
+        y = _unchained(y, always_true)
+    return y
+
+
+@triton.jit
 def _block_log_decay(G, LD, t, t_mask, n_valid, i_h, H, BT: tl.constexpr, DECAY: tl.constexpr):
     """Inclusive cumulative log decay inside one block, ``[BT]``, and its total over the valid tokens."""
     if DECAY == 2:
@@ -201,12 +216,7 @@ def lightning_fwd_kernel(
                 b_a = b_a * _decay_matrix(b_g, causal, scale)
             else:
                 b_a = tl.where(causal, b_a * scale, 0.0)
-            b_p = b_a.to(b_v.dtype)
-            if UNCHAIN:
-                b_p = _unchained(b_p, num_blocks > 0)
-            b_o = tl.dot(b_p, b_v, input_precision=PRECISION)
-            if UNCHAIN:
-                b_o = _unchained(b_o, num_blocks > 0)
+            b_o = _unchained_dot(b_a.to(b_v.dtype), b_v, num_blocks > 0, UNCHAIN, PRECISION)
             if SCALE_OUT:  # (Λ Q) S as Λ (Q S): q goes to the dot straight from shared memory
                 b_inter = tl.dot(b_q, b_s.to(b_q.dtype), input_precision=PRECISION)
                 if DECAY > 0:
@@ -397,12 +407,8 @@ def lightning_bwd_dkdv_kernel(
                 else:
                     b_a = tl.where(causal, b_a * scale, 0.0)
                     b_kd = _op(b_k, b_k, F32)
-                b_a = _op(b_a, b_do, F32)
-                if UNCHAIN:
-                    b_a = _unchained(b_a, num_blocks > 0)
-                b_dv = tl.dot(tl.trans(b_a), _op(b_do, b_do, F32), input_precision=PRECISION)
-                if UNCHAIN:
-                    b_dv = _unchained(b_dv, num_blocks > 0)
+                b_dv = _unchained_dot(_op(b_a, b_do, F32), _op(b_do, b_do, F32), num_blocks > 0, UNCHAIN, PRECISION,
+                                      TRANS_A=True)
                 if DECAY > 0 and SCALE_OUT:  # (Λ' K) dS as Λ' (K dS)
                     b_dv += tl.dot(_op(b_k, b_k, F32), b_ds_lo, input_precision=PRECISION) * b_to_end[:, None]
                 else:
@@ -418,12 +424,8 @@ def lightning_bwd_dkdv_kernel(
                 else:
                     b_dp = tl.where(causal, b_dp * scale, 0.0)
                     b_vd = _op(b_v, b_v, F32)
-                b_dp = _op(b_dp, b_q, F32)
-                if UNCHAIN:
-                    b_dp = _unchained(b_dp, num_blocks > 0)
-                b_dk = tl.dot(tl.trans(b_dp), _op(b_q, b_q, F32), input_precision=PRECISION)
-                if UNCHAIN:
-                    b_dk = _unchained(b_dk, num_blocks > 0)
+                b_dk = _unchained_dot(_op(b_dp, b_q, F32), _op(b_q, b_q, F32), num_blocks > 0, UNCHAIN, PRECISION,
+                                      TRANS_A=True)
                 if DECAY > 0 and SCALE_OUT:
                     b_dk += tl.dot(_op(b_v, b_v, F32), tl.trans(b_ds_lo), input_precision=PRECISION) * b_to_end[:, None]
                 else:
