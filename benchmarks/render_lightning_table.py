@@ -48,6 +48,16 @@ def _fmt(x, digits=2):
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+def _both(rows, section, provider, T) -> dict:
+    """mode -> the row of ``provider`` at ``T`` in ``section`` (None where not measured), for fwd and fwd+bwd."""
+    return {m: _pick(rows, section, provider, T, m) for m in ("fwd", "fwdbwd")}
+
+
+def _ms_pair(got: dict) -> str:
+    """'fwd / fwd+bwd' milliseconds of a :func:`_both` result."""
+    return f"{_fmt(got['fwd'] and got['fwd']['ms'])} / {_fmt(got['fwdbwd'] and got['fwdbwd']['ms'])}"
+
+
 def shipped_rows(data: dict, run: str, heads: int = 16) -> dict[tuple[int, str], dict]:
     """(T, mode) -> the linseq row measured with the launch plan the shipped code uses."""
     from linseq.ops.lightning.triton import function as F
@@ -76,14 +86,13 @@ def main_table(data: dict, run: str) -> str:
     lines = ["| T | B | segments | fla fwd / fwd+bwd (ms) | linseq fwd / fwd+bwd (ms) | speed-up fwd / fwd+bwd "
              "| peak GiB fwd+bwd linseq / fla |", "|---|---|---|---|---|---|---|"]
     for T in lengths:
-        f = {m: _pick(rows, "head", "fla", T, m) for m in ("fwd", "fwdbwd")}
+        f = _both(rows, "head", "fla", T)
         o = {m: ours.get((T, m)) for m in ("fwd", "fwdbwd")}
         ratio = [f"{f[m]['ms'] / o[m]['ms']:.2f}×" if f[m] and o[m] else "—" for m in ("fwd", "fwdbwd")]
         seg = o["fwd"]["segments"] if o["fwd"] else "—"
         lines.append(
             f"| {T // 1024}K | {o['fwd']['B'] if o['fwd'] else '—'} | {seg} "
-            f"| {_fmt(f['fwd'] and f['fwd']['ms'])} / {_fmt(f['fwdbwd'] and f['fwdbwd']['ms'])} "
-            f"| {_fmt(o['fwd'] and o['fwd']['ms'])} / {_fmt(o['fwdbwd'] and o['fwdbwd']['ms'])} "
+            f"| {_ms_pair(f)} | {_ms_pair(o)} "
             f"| {' / '.join(ratio)} "
             f"| {_fmt(o['fwdbwd'] and o['fwdbwd']['peak_gib'])} / {_fmt(f['fwdbwd'] and f['fwdbwd']['peak_gib'])} |")
     return "\n".join(lines)
@@ -117,13 +126,10 @@ def section_table(data: dict, section: str) -> str | None:
     lines = ["| T | B | fla fwd / fwd+bwd (ms) | linseq fwd / fwd+bwd (ms) | speed-up fwd / fwd+bwd |",
              "|---|---|---|---|---|"]
     for T in lengths:
-        f = {m: _pick(rows, section, "fla", T, m) for m in ("fwd", "fwdbwd")}
-        o = {m: _pick(rows, section, "linseq-triton", T, m) for m in ("fwd", "fwdbwd")}
+        f, o = _both(rows, section, "fla", T), _both(rows, section, "linseq-triton", T)
         ratio = [f"{f[m]['ms'] / o[m]['ms']:.2f}×" if f[m] and o[m] else "—" for m in ("fwd", "fwdbwd")]
         B = next(r["B"] for r in rows if r["T"] == T)
-        lines.append(f"| {T // 1024}K | {B} | {_fmt(f['fwd'] and f['fwd']['ms'])} / "
-                     f"{_fmt(f['fwdbwd'] and f['fwdbwd']['ms'])} | {_fmt(o['fwd'] and o['fwd']['ms'])} / "
-                     f"{_fmt(o['fwdbwd'] and o['fwdbwd']['ms'])} | {' / '.join(ratio)} |")
+        lines.append(f"| {T // 1024}K | {B} | {_ms_pair(f)} | {_ms_pair(o)} | {' / '.join(ratio)} |")
     return "\n".join(lines)
 
 
@@ -143,8 +149,8 @@ def peers_table(data: dict, run: str) -> str | None:
     for T in lengths:
         cells = []
         for p in providers:
-            got = {m: _pick(rows, "peers", p, T, m) for m in ("fwd", "fwdbwd")}
-            cells.append(f"{_fmt(got['fwd'] and got['fwd']['ms'])} / {_fmt(got['fwdbwd'] and got['fwdbwd']['ms'])}")
+            got = _both(rows, "peers", p, T)
+            cells.append(_ms_pair(got))
             cells.append(" / ".join(f"{got[m]['ms'] / ours[(T, m)]['ms']:.1f}×" if got[m] and (T, m) in ours else "—"
                                     for m in ("fwd", "fwdbwd")))
         B = next(r["B"] for r in rows if r["T"] == T)
@@ -155,11 +161,7 @@ def peers_table(data: dict, run: str) -> str | None:
 def _variant_cells(rows: list[dict], section: str, variant: str, lengths) -> list[str]:
     """'fwd / fwd+bwd' ms of one linseq variant at each length (— where it was not measured)."""
     ours = [r for r in rows if r["variant"] == variant]
-    cells = []
-    for T in lengths:
-        got = {m: _pick(ours, section, "linseq-triton", T, m) for m in ("fwd", "fwdbwd")}
-        cells.append(f"{_fmt(got['fwd'] and got['fwd']['ms'])} / {_fmt(got['fwdbwd'] and got['fwdbwd']['ms'])}")
-    return cells
+    return [_ms_pair(_both(ours, section, "linseq-triton", T)) for T in lengths]
 
 
 def section_variants_table(data: dict, section: str) -> str | None:
@@ -309,36 +311,35 @@ def render(run: Path = RUN) -> str:
     repeats = repeat_table(run)
     if repeats:
         out += [repeats, ""]
-    peers = latest_with("peers", run)
-    if peers is not None:
-        folder, other = peers
-        note = "" if folder == run else f" — from run `{folder.name}` ({other['meta']['date'][:10]}; not measured in `{run.name}`)"
-        table = peers_table(other, folder.name)
-        if table:
-            out += ["**Other peers**, H=16, D=128, per-head decay, speed-up of linseq in the same run" + note, "",
-                    table, ""]
 
-    def source(section: str) -> tuple[dict | None, str]:
+    def source(section: str) -> tuple[dict | None, str, str]:
+        """(data, note, run name) of the run the section's table comes from: this run, or the latest that has it."""
         hit = latest_with(section, run)
         if hit is None:
-            return None, ""
+            return None, "", ""
         folder, other = hit
         if folder == run:
-            return other, ""
+            return other, "", folder.name
         device = other["meta"].get("device")
         on = f"on {device}, " if device and device != meta.get("device") else ""
         return other, (f" — from run `{folder.name}` ({on}{other['meta']['date'][:16].replace('T', ' ')} UTC; "
-                       f"not measured in `{run.name}`)")
+                       f"not measured in `{run.name}`)"), folder.name
+
+    other, note, name = source("peers")
+    table = peers_table(other, name) if other else None
+    if table:
+        out += ["**Other peers**, H=16, D=128, per-head decay, speed-up of linseq in the same run" + note, "",
+                table, ""]
 
     for section, title in (("token", "**Per-token decay**, H=16, D=128 — fla `chunk_simple_gla(g=...)`"),
                            ("h32", "**H=32, D=64**, per-head decay")):
-        other, note = source(section)
+        other, note, _ = source(section)
         table = section_table(other, section) if other else None
         out += [title + note, "", table if table else "_not measured_", ""]
         extra = section_variants_table(other, section) if other else None
         if extra:
             out += ["Variants timed in the same section (linseq fwd / fwd+bwd ms):", "", extra, ""]
-    other, note = source("decode")
+    other, note, _ = source("decode")
     dec = decode_table(other) if other else None
     out += ["**Decoding one token** (µs per step, H=16, D=128, float32 state; linseq `recurrent` backend vs fla "
             "`fused_recurrent_simple_gla`)" + note, "", dec if dec else "_not measured_", "",
