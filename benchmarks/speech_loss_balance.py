@@ -17,7 +17,7 @@ from linseq.data.speech import SpeechMixer
 from linseq.experiments.speech_enhancement.checkpoint import load_speech_model
 from linseq.experiments.speech_enhancement.training import crm_loss, negative_si_sdr
 from linseq.io import run_metadata
-from linseq.models.speech import apply_crm, istft, stft
+from linseq.models.speech import enhance_spectrum, istft, stft
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
 
     crm = crm_loss(model, noisy, clean)
     Y = stft(noisy)
-    neg = negative_si_sdr(istft(apply_crm(model(Y.abs()).float(), Y), length=noisy.shape[-1]), clean)
+    neg = negative_si_sdr(istft(enhance_spectrum(model, Y), length=noisy.shape[-1]), clean)
     doc = {"meta": run_metadata(), "checkpoint": args.checkpoint, "items": args.items,
            "crm_loss": crm.item(), "crm_grad_norm": grad_norm(crm),
            "neg_si_sdr_db": neg.item(), "neg_si_sdr_grad_norm": grad_norm(neg)}

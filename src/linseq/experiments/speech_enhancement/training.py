@@ -38,7 +38,7 @@ from linseq.experiments.speech_enhancement.checkpoint import (
 )
 from linseq.experiments.speech_enhancement.metrics import available_metrics, evaluate_pairs, mean_metrics, selection_score
 from linseq.io import run_metadata, save_json
-from linseq.models.speech import FullSubNet, SpeechMaskModel, apply_crm, build_crm, istft, stft
+from linseq.models.speech import FullSubNet, SpeechMaskModel, apply_crm, build_crm, enhance_spectrum, istft, stft
 from linseq.models.speech.fullsubnet import gather_bins
 
 AMP_MODES = ("auto", "bf16", "fp16", "none")
@@ -232,7 +232,7 @@ def crm_loss(model: SpeechMaskModel, noisy: torch.Tensor, clean: torch.Tensor, d
 def enhance_batch(model: SpeechMaskModel, noisy: torch.Tensor) -> torch.Tensor:
     """Offline enhancement of equal-length waves ``[B, L]`` -> ``[B, L]`` (float32, model's device)."""
     Y = stft(noisy)
-    return istft(apply_crm(model(Y.abs()), Y), length=noisy.shape[-1])
+    return istft(enhance_spectrum(model, Y), length=noisy.shape[-1])
 
 
 def validate(model: SpeechMaskModel, val_set: Sequence[tuple[np.ndarray, np.ndarray]], device: torch.device,
