@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: install linseq and the peers (wheels carried in .whl/), run the GPU tests and
-# the benchmarks, write logs, JSON and plots under $OUT (or $1).
+# the benchmarks, write logs, JSON and plots under $1 (or $OUT when no argument is given: the device sets
+# $OUT, so a folder given as $1, e.g. $OUT/lightning, must win over it).
 #   STAGES="accuracy profile tests bench bench-quick sweep lm ecoformer icl speech"  selects the parts (default: accuracy tests bench)
 #   LINSEQ_COMMIT=<sha>                    stamps results (the device copy has no .git)
 #   TESTS_ARGS="--maxfail 3"               extra pytest arguments of the tests stage (split on spaces)
 #   TESTS_K="split or packed"              a pytest -k expression for the tests stage (a subset on a short call)
 set -uo pipefail
 export GPU_CALL_T0=${GPU_CALL_T0:-$(date +%s)}  # stage scripts count their deadlines from the call's start
-OUT=${OUT:-${1:-/tmp/linseq-gpu}}
+OUT=${1:-${OUT:-/tmp/linseq-gpu}}
 STAGES=${STAGES:-"accuracy tests bench"}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
