@@ -29,7 +29,8 @@ Environment:
                      (`linseq speech eval`, about 15 min on 2 cores): one model's 300 clips took over 90 s on the
                      device (2026-12-06, H200), time a training call would rather train. Trainings then run up to
                      30 s before SPEECH_TOTAL_S instead of 90
-  SPEECH_WORKERS     DataLoader workers per training (default: the table below, split for four at once)
+  SPEECH_WORKERS     DataLoader workers per training (default: the table below for four at once; fewer
+                     trainings share 12 evenly)
   SPEECH_EVAL_WORKERS  metric processes per evaluation (default 4)
   CPU cores: 16 assumed; DataLoader workers are split between the trainings.
 
@@ -56,6 +57,7 @@ MODELS = {  # name: (train args, DataLoader workers)
 # deadlines count from the start of the whole device call when gpu_check.sh gives it (its installs and the pesq
 # build come first: on 2026-11-23 a 575 s budget counted from here overran the call's 600 s limit)
 T0 = float(os.environ.get("GPU_CALL_T0") or time.time())
+TOTAL_WORKERS = 12  # DataLoader workers of all trainings together (16 cores, the rest for the main processes)
 
 
 def log(msg: str) -> None:
@@ -179,7 +181,9 @@ def main() -> int:
     trains = {}
     for name in names:
         args, workers = MODELS[name]
-        workers = int(os.environ.get("SPEECH_WORKERS", workers))
+        # the table splits 12 workers four ways; fewer trainings share them (one alone ran 10 steps/s on 3
+        # workers against 18 on 12: 2026-12-07, H100, data-bound)
+        workers = int(os.environ.get("SPEECH_WORKERS", max(workers, TOTAL_WORKERS // len(names))))
         if init_dir:
             args = [*args, "--init-from", str(Path(init_dir).resolve() / name)]
         args = [*args, "--seed", seed, *os.environ.get("SPEECH_TRAIN_ARGS", "").split()]
