@@ -102,18 +102,21 @@ def _schedule(config: dict) -> str:
         text += f" -> {config.get('lr_min'):g}"
     if config.get("warmup_steps"):
         text += f", {config['warmup_steps']} warm-up steps"
-    data = _data(config)
+    data = _departures(config)
     return f"{text} ({data})" if data else text
 
 
-def _data(config: dict) -> str:
-    """A run's mixtures where they differ from the recipe: ``SNR -5 to 30 dB, extra noise: tones, sweeps`` or ''."""
+def _departures(config: dict) -> str:
+    """A run's mixtures and loss where they differ from the recipe, e.g. ``SNR -5 to 30 dB, extra noise: tones,
+    sweeps, loss + 0.0005 × (−SI-SDR)``, or ''."""
     parts = []
     snr = config.get("snr_range")
     if snr and list(snr) != [-5, 20]:
         parts.append(f"SNR {snr[0]:g} to {snr[1]:g} dB")
     if config.get("extra_noise"):
         parts.append("extra noise: " + ", ".join(config["extra_noise"]))
+    if config.get("sisdr_weight"):
+        parts.append(f"loss + {config['sisdr_weight']:g} × (−SI-SDR)")
     return ", ".join(parts)
 
 
@@ -148,7 +151,7 @@ def main() -> None:
         if not args.name:
             raise SystemExit("--chain needs --name (the row of the model trained further)")
         t = chained_training(args.chain)
-        last = _data(json.loads(args.chain[-1].read_text())["config"])
+        last = _departures(json.loads(args.chain[-1].read_text())["config"])
         suffix = f", trained further ({len(args.chain)} runs, {t['steps']:,} steps{'; last: ' + last if last else ''})"
         run.setdefault("training", {})[args.name] = t
     if args.single:

@@ -1,5 +1,5 @@
 """benchmarks/merge_speech_evals.py: a chained model's row names each run's learning rate and, where they differ
-from the recipe, its mixtures."""
+from the recipe, its mixtures and loss."""
 
 import importlib.util
 import json
@@ -32,6 +32,8 @@ def test_run_descriptions_name_mixtures_that_differ_from_the_recipe(tmp_path):
     t = mod.chained_training(paths)
     assert t["steps"] == 350 and t["steps_per_run"] == [100, 250] and t["seeds"] == [0, 5]
     assert t["schedules"][0] == "constant 0.001" and "SNR -5 to 30 dB" in t["schedules"][1]
+    assert mod._schedule({**recipe, "sisdr_weight": 5e-4}) == "constant 0.001 (loss + 0.0005 × (−SI-SDR))"
+    assert "SI-SDR" not in mod._schedule({**recipe, "sisdr_weight": 0.0})
 
 
 def _write(path: Path, data: dict) -> Path:
