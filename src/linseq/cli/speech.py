@@ -81,6 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="add this × (−SI-SDR in dB) of the enhanced wave to the cRM loss (default 0: cRM only, as "
                         "published). On a trained Fast FullSubNet the SI-SDR term's gradient is about 1,700× the cRM "
                         "loss's, so 5e-4 gives the two similar weight")
+    p.add_argument("--stoi-weight", type=float, default=None,
+                   help="add this × (−STOI-like intelligibility, 0..1) of the enhanced wave to the loss (default 0): "
+                        "STOI's band envelopes and 384 ms correlations on the 16 kHz wave, close to pystoi's value. "
+                        "`benchmarks/speech_loss_balance.py` prints its gradient against the cRM loss's")
     p.add_argument("--warmup-steps", type=int, default=None,
                    help="linear learning-rate warm-up steps (default 0; useful with --init-from)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: preset)")
@@ -211,6 +215,7 @@ def _train(args: argparse.Namespace) -> int:
         init_from=args.init_from, lr=args.lr, lr_schedule=args.lr_schedule, lr_min=args.lr_min,
         warmup_steps=args.warmup_steps, snr_range=tuple(args.snr_range) if args.snr_range else None,
         extra_noise=tuple(args.extra_noise) if args.extra_noise else None, sisdr_weight=args.sisdr_weight,
+        stoi_weight=args.stoi_weight,
     )
     if args.minutes is not None and args.steps is None:
         cfg.steps = None  # a time budget alone

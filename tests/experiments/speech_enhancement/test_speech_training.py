@@ -78,6 +78,21 @@ def test_si_sdr_loss_matches_the_metric_and_reaches_the_model(tmp_path):
     assert mixed.item() != plain.item()
 
 
+def test_stoi_term_reaches_the_model_and_bad_weights_are_refused(tmp_path):
+    data = FixedSet(n=2)
+    noisy, clean = (torch.stack(t) for t in zip(*data.items))
+    model = build_model(_cfg(tmp_path).model_settings())
+    plain = crm_loss(model, noisy, clean)
+    mixed = crm_loss(model, noisy, clean, stoi_weight=0.5)
+    model.zero_grad()
+    (mixed - plain).backward()  # the STOI-like term alone
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    assert -0.5 <= (mixed - plain).item() <= 0.5
+    for bad in ({"stoi_weight": -1.0}, {"sisdr_weight": float("nan")}):
+        with pytest.raises(ValueError, match="stoi_weight"):
+            TrainConfig.from_preset("ci", out=str(tmp_path / "x"), **bad).check()
+
+
 def test_resume_continues_exactly(tmp_path):
     data = FixedSet(n=8)
     val = make_validation_set(SyntheticMixtures(1, 1.0, seed=6), 1)

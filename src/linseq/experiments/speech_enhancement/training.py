@@ -37,6 +37,7 @@ from linseq.experiments.speech_enhancement.checkpoint import (
     build_model, load_speech_model, load_training_state, save_speech_checkpoint,
 )
 from linseq.experiments.speech_enhancement.metrics import available_metrics, evaluate_pairs, mean_metrics, selection_score
+from linseq.experiments.speech_enhancement.stoi_loss import negative_stoi
 from linseq.io import run_metadata, save_json
 from linseq.models.speech import FullSubNet, SpeechMaskModel, apply_crm, build_crm, enhance_spectrum, istft, stft
 from linseq.models.speech.fullsubnet import gather_bins
@@ -78,6 +79,7 @@ class TrainConfig:
     warmup_steps: int = 0
     clip_grad: float = 10.0
     sisdr_weight: float = 0.0  # adds this × (−SI-SDR in dB) of the enhanced wave to the cRM loss (0: cRM only)
+    stoi_weight: float = 0.0  # adds this × (−STOI-like intelligibility, stoi_loss.py) of the enhanced wave
     steps: int | None = None
     max_minutes: float | None = None
     val_every: int = 300
@@ -135,6 +137,10 @@ class TrainConfig:
             raise ValueError(f"amp must be one of {AMP_MODES}; got {self.amp!r}")
         if self.save_dtype not in ("float16", "float32", "bfloat16"):
             raise ValueError(f"save_dtype must be float16, float32 or bfloat16; got {self.save_dtype!r}")
+        if not (math.isfinite(self.sisdr_weight) and self.sisdr_weight >= 0
+                and math.isfinite(self.stoi_weight) and self.stoi_weight >= 0):
+            raise ValueError(f"sisdr_weight and stoi_weight must be finite and >= 0; got {self.sisdr_weight} and "
+                             f"{self.stoi_weight}")
         if self.val_every < 1 or (self.batch_size is not None and self.batch_size < 1):
             raise ValueError(f"val_every and batch_size must be >= 1; got {self.val_every} and {self.batch_size}")
 
@@ -209,9 +215,10 @@ def negative_si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float 
 
 
 def crm_loss(model: SpeechMaskModel, noisy: torch.Tensor, clean: torch.Tensor, drop_band: int = 1,
-             autocast: torch.dtype | None = None, sisdr_weight: float = 0.0) -> torch.Tensor:
+             autocast: torch.dtype | None = None, sisdr_weight: float = 0.0, stoi_weight: float = 0.0) -> torch.Tensor:
     """MSE on the compressed cRM for a batch ``noisy, clean [B, L]`` (float32 16 kHz waves on the model's device),
-    plus ``sisdr_weight`` × the mean −SI-SDR (dB) of the enhanced wave when that weight is positive (not with
+    plus ``sisdr_weight`` × the mean −SI-SDR (dB) and ``stoi_weight`` × the mean −STOI-like intelligibility
+    (``stoi_loss.negative_stoi``, in [−1, 1]) of the enhanced wave, for each weight that is positive (not with
     FullSubNet's drop-band batches, whose output covers only some frequencies)."""
     Y, S = stft(noisy), stft(clean)
     target = build_crm(Y, S)  # [B, 2, F, T]
@@ -222,9 +229,12 @@ def crm_loss(model: SpeechMaskModel, noisy: torch.Tensor, clean: torch.Tensor, d
         else:
             out = model(Y.abs())
     loss = torch.nn.functional.mse_loss(out.float(), target)
-    if sisdr_weight > 0 and out.shape[2] == Y.shape[1]:
+    if (sisdr_weight > 0 or stoi_weight > 0) and out.shape[2] == Y.shape[1]:
         enhanced = istft(apply_crm(out.float(), Y), length=noisy.shape[-1])
-        loss = loss + sisdr_weight * negative_si_sdr(enhanced, clean)
+        if sisdr_weight > 0:
+            loss = loss + sisdr_weight * negative_si_sdr(enhanced, clean)
+        if stoi_weight > 0:
+            loss = loss + stoi_weight * negative_stoi(enhanced, clean)
     return loss
 
 
@@ -405,7 +415,7 @@ def train_speech(
                 group["lr"] = lr
             noisy = noisy.to(device, non_blocking=True).float()
             clean = clean.to(device, non_blocking=True).float()
-            loss = crm_loss(model, noisy, clean, drop_band, amp_dtype, cfg.sisdr_weight)
+            loss = crm_loss(model, noisy, clean, drop_band, amp_dtype, cfg.sisdr_weight, cfg.stoi_weight)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
