@@ -1,9 +1,11 @@
-"""Gradient norms of the cRM loss and of the −SI-SDR term on one training batch, for choosing --sisdr-weight.
+"""Gradient norms of the cRM loss and of the −SI-SDR and −STOI terms on one training batch, for choosing
+--sisdr-weight and --stoi-weight.
 
     python benchmarks/speech_loss_balance.py CHECKPOINT [--pools data/speech_pools] [--out FILE.json]
 
 A batch of 16 training mixtures (the fifth and sixth runs' mixing: SNR −5..30 dB, extra noise families) through the
-checkpoint in float32; prints both losses, the norms of their gradients over all weights, and their ratio.
+checkpoint in float32; prints the losses, the norms of their gradients over all weights, and each term's ratio to
+the cRM loss's (the weight that balances a term is about 1 / its ratio).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 
 from linseq.data.speech import SpeechMixer
 from linseq.experiments.speech_enhancement.checkpoint import load_speech_model
+from linseq.experiments.speech_enhancement.stoi_loss import negative_stoi
 from linseq.experiments.speech_enhancement.training import crm_loss, negative_si_sdr
 from linseq.io import run_metadata
 from linseq.models.speech import enhance_spectrum, istft, stft
@@ -37,15 +40,19 @@ def main() -> None:
     params = [w for w in model.parameters() if w.requires_grad]
 
     def grad_norm(loss: torch.Tensor) -> float:
-        return torch.sqrt(sum((g.float() ** 2).sum() for g in torch.autograd.grad(loss, params))).item()
+        return torch.sqrt(sum((g.float() ** 2).sum() for g in torch.autograd.grad(loss, params, retain_graph=True))).item()
 
     crm = crm_loss(model, noisy, clean)
     Y = stft(noisy)
-    neg = negative_si_sdr(istft(enhance_spectrum(model, Y), length=noisy.shape[-1]), clean)
+    enhanced = istft(enhance_spectrum(model, Y), length=noisy.shape[-1])
+    neg = negative_si_sdr(enhanced, clean)
+    neg_stoi = negative_stoi(enhanced, clean)
     doc = {"meta": run_metadata(), "checkpoint": args.checkpoint, "items": args.items,
            "crm_loss": crm.item(), "crm_grad_norm": grad_norm(crm),
-           "neg_si_sdr_db": neg.item(), "neg_si_sdr_grad_norm": grad_norm(neg)}
+           "neg_si_sdr_db": neg.item(), "neg_si_sdr_grad_norm": grad_norm(neg),
+           "neg_stoi": neg_stoi.item(), "neg_stoi_grad_norm": grad_norm(neg_stoi)}
     doc["grad_ratio"] = doc["neg_si_sdr_grad_norm"] / doc["crm_grad_norm"]
+    doc["stoi_grad_ratio"] = doc["neg_stoi_grad_norm"] / doc["crm_grad_norm"]
     print(json.dumps({k: v for k, v in doc.items() if k != "meta"}, indent=1))
     if args.out:
         with open(args.out, "w") as f:
