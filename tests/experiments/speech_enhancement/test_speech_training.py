@@ -116,6 +116,16 @@ def test_resume_continues_exactly(tmp_path):
     assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in full["history"]], rel=1e-5)
 
 
+def test_progress_false_draws_no_bar(tmp_path, capsys):
+    """A parameter named progress was shadowed by a helper of the same name, so the bar always ran and filled
+    device logs with it."""
+    val = make_validation_set(SyntheticMixtures(1, 1.0, seed=5), 1)
+    train_speech(_cfg(tmp_path, steps=2, val_every=2, val_items=1), FixedSet(), val, progress=False)
+    assert "step" not in capsys.readouterr().err
+    train_speech(_cfg(tmp_path, steps=2, val_every=2, val_items=1, out=str(tmp_path / "bar")), FixedSet(), val)
+    assert "step" in capsys.readouterr().err
+
+
 def test_init_from_starts_from_the_checkpoint_weights_and_refuses_another_model(tmp_path):
     val = make_validation_set(SyntheticMixtures(1, 1.0, seed=5), 1)
     train_speech(_cfg(tmp_path, steps=2, val_every=2, val_items=1, save_dtype="float32"), FixedSet(), val, progress=False)

@@ -374,7 +374,7 @@ def train_speech(
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - t_start
 
-    def progress() -> float:
+    def budget_used() -> float:
         """Fraction of the budget used: steps or wall time, whichever is further."""
         by_steps = step / cfg.steps if cfg.steps is not None else 0.0
         return max(by_steps, elapsed() / budget_s if math.isfinite(budget_s) else 0.0)
@@ -410,7 +410,7 @@ def train_speech(
     try:
         while not done:
             noisy, clean = next(data)
-            lr = scheduled_lr(cfg, step, progress())
+            lr = scheduled_lr(cfg, step, budget_used())
             for group in optimizer.param_groups:
                 group["lr"] = lr
             noisy = noisy.to(device, non_blocking=True).float()
