@@ -67,26 +67,25 @@ def test_si_sdr_loss_matches_the_metric_and_reaches_the_model(tmp_path):
     est = 0.7 * ref + 0.3 * est
     expected = -sum(si_sdr(r.numpy(), e.numpy()) for r, e in zip(ref, est)) / 3
     assert abs(negative_si_sdr(est, ref).item() - expected) < 1e-6
-    data = FixedSet(n=2)
-    noisy, clean = (torch.stack(t) for t in zip(*data.items))
-    model = build_model(_cfg(tmp_path).model_settings())
-    plain = crm_loss(model, noisy, clean)
-    mixed = crm_loss(model, noisy, clean, sisdr_weight=0.01)
-    model.zero_grad()
-    (mixed - plain).backward()  # the SI-SDR term alone: it must give the weights a gradient
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    plain, mixed = _extra_term_reaches_the_model(tmp_path, sisdr_weight=0.01)
     assert mixed.item() != plain.item()
 
 
-def test_stoi_term_reaches_the_model_and_bad_weights_are_refused(tmp_path):
-    data = FixedSet(n=2)
-    noisy, clean = (torch.stack(t) for t in zip(*data.items))
+def _extra_term_reaches_the_model(tmp_path, **weights):
+    """crm_loss without and with an extra wave term on two synthetic pairs; asserts that the term alone gives the
+    weights a gradient and returns (plain, mixed)."""
+    noisy, clean = (torch.stack(t) for t in zip(*FixedSet(n=2).items))
     model = build_model(_cfg(tmp_path).model_settings())
     plain = crm_loss(model, noisy, clean)
-    mixed = crm_loss(model, noisy, clean, stoi_weight=0.5)
+    mixed = crm_loss(model, noisy, clean, **weights)
     model.zero_grad()
-    (mixed - plain).backward()  # the STOI-like term alone
+    (mixed - plain).backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    return plain, mixed
+
+
+def test_stoi_term_reaches_the_model_and_bad_weights_are_refused(tmp_path):
+    plain, mixed = _extra_term_reaches_the_model(tmp_path, stoi_weight=0.5)
     assert -0.5 <= (mixed - plain).item() <= 0.5
     for bad in ({"stoi_weight": -1.0}, {"sisdr_weight": float("nan")}):
         with pytest.raises(ValueError, match="stoi_weight"):
