@@ -13,6 +13,8 @@ So the value is close to, not equal to, ``pystoi.stoi`` (a test checks their agr
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 SAMPLE_RATE = 16_000
@@ -30,6 +32,12 @@ def third_octave_matrix(n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE) -> t
     centres = LOWEST_CENTRE_HZ * 2.0 ** (torch.arange(NUM_BANDS, dtype=torch.float64) / 3)
     low, high = centres * 2.0 ** (-1 / 6), centres * 2.0 ** (1 / 6)
     return ((freqs[None, :] >= low[:, None]) & (freqs[None, :] < high[:, None])).float()
+
+
+@functools.lru_cache(maxsize=8)
+def _bands_on(device: torch.device) -> torch.Tensor:
+    """:func:`third_octave_matrix` on ``device``, built once per device (it is read every training step)."""
+    return third_octave_matrix().to(device)
 
 
 def _band_envelopes(wave: torch.Tensor, bands: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +60,7 @@ def short_time_intelligibility(estimate: torch.Tensor, reference: torch.Tensor) 
     if estimate.shape[-1] < min_len:
         raise ValueError(f"waves need at least {min_len} samples (one {SEGMENT_FRAMES}-frame segment); "
                          f"got {estimate.shape[-1]}")
-    bands = third_octave_matrix().to(estimate.device)
+    bands = _bands_on(estimate.device)
     x, energy = _band_envelopes(reference.float(), bands)
     y, _ = _band_envelopes(estimate.float(), bands)
     x_seg = x.unfold(-1, SEGMENT_FRAMES, 1)  # [B, J, S, N]
