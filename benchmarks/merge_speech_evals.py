@@ -108,15 +108,17 @@ def _schedule(config: dict) -> str:
 
 def _departures(config: dict) -> str:
     """A run's mixtures and loss where they differ from the recipe, e.g. ``SNR -5 to 30 dB, extra noise: tones,
-    sweeps, loss + 0.0005 × (−SI-SDR)``, or ''."""
+    sweeps, loss + 0.0005 × (−SI-SDR) + 0.05 × (−STOI)``, or ''."""
     parts = []
     snr = config.get("snr_range")
     if snr and list(snr) != [-5, 20]:
         parts.append(f"SNR {snr[0]:g} to {snr[1]:g} dB")
     if config.get("extra_noise"):
         parts.append("extra noise: " + ", ".join(config["extra_noise"]))
-    if config.get("sisdr_weight"):
-        parts.append(f"loss + {config['sisdr_weight']:g} × (−SI-SDR)")
+    terms = [f"{config[key]:g} × (−{name})" for key, name in (("sisdr_weight", "SI-SDR"), ("stoi_weight", "STOI"))
+             if config.get(key)]
+    if terms:
+        parts.append("loss + " + " + ".join(terms))
     return ", ".join(parts)
 
 

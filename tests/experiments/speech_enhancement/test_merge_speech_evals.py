@@ -33,6 +33,9 @@ def test_run_descriptions_name_mixtures_that_differ_from_the_recipe(tmp_path):
     assert t["steps"] == 350 and t["steps_per_run"] == [100, 250] and t["seeds"] == [0, 5]
     assert t["schedules"][0] == "constant 0.001" and "SNR -5 to 30 dB" in t["schedules"][1]
     assert mod._schedule({**recipe, "sisdr_weight": 5e-4}) == "constant 0.001 (loss + 0.0005 × (−SI-SDR))"
+    assert mod._schedule({**recipe, "sisdr_weight": 5e-4, "stoi_weight": 0.05}) == \
+        "constant 0.001 (loss + 0.0005 × (−SI-SDR) + 0.05 × (−STOI))"
+    assert mod._schedule({**recipe, "stoi_weight": 0.05}) == "constant 0.001 (loss + 0.05 × (−STOI))"
     assert "SI-SDR" not in mod._schedule({**recipe, "sisdr_weight": 0.0})
 
 
