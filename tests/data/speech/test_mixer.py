@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -144,3 +146,15 @@ def test_extra_noise_families_join_training_mixtures_only(tiny_pools):
         SpeechMixer(tiny_pools, split="test", extra_noise_families=("tones",))
     with pytest.raises(ValueError, match="already in split"):
         mixer.pool.add_generated([{"id": "extra-tones/000", "family": "tones", "seconds": 1.0, "seed": 1}])
+
+
+def test_a_mixer_sharing_decoded_files_gives_the_same_items(tiny_pools, tmp_path):
+    train = SpeechMixer(tiny_pools, "train", segment_seconds=1.0, seed=2, num_items=4).preload()
+    shared = SpeechMixer(tiny_pools, "train", segment_seconds=1.5, seed=9, num_items=4).share_decoded(train)
+    alone = SpeechMixer(tiny_pools, "train", segment_seconds=1.5, seed=9, num_items=4)
+    assert shared.pool._audio is train.pool._audio and len(train.pool._audio) > 0
+    for i in range(4):
+        assert all(torch.equal(x, y) for x, y in zip(shared[i], alone[i]))
+    copy = shutil.copytree(tiny_pools, tmp_path / "copy")
+    with pytest.raises(ValueError, match="different folders"):
+        alone.share_decoded(SpeechMixer(copy, "train", num_items=1))

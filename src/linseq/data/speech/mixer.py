@@ -169,6 +169,12 @@ class SpeechMixer(torch.utils.data.Dataset):
         self.pool.preload(generated=True, rirs=rirs)
         return self
 
+    def share_decoded(self, other: "SpeechMixer") -> "SpeechMixer":
+        """Use ``other``'s decoded pool files (same pools folder), e.g. for validation mixtures of the split that
+        a preloaded training mixer already decoded; see :meth:`SplitPool.share_decoded`."""
+        self.pool.share_decoded(other.pool)
+        return self
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch; items depend on ``(seed, epoch, index)``. Call it before iterating the DataLoader
         for that epoch; it also reaches persistent workers."""

@@ -405,6 +405,15 @@ class SplitPool:
                 self.rir(i)
         return self
 
+    def share_decoded(self, other: "SplitPool") -> "SplitPool":
+        """Read decoded files from ``other``'s store (a pool of the same folder) instead of decoding them again:
+        files either pool decodes from now on are decoded once for both. Generated noise and RIRs stay per pool."""
+        if self.pools_dir.resolve() != other.pools_dir.resolve():
+            raise ValueError(f"pools {self.pools_dir} and {other.pools_dir} are different folders; nothing to share")
+        other._audio.update(self._audio)
+        self._audio = other._audio
+        return self
+
     def __getstate__(self):  # workers started by spawn re-decode lazily instead of receiving pickled audio
         st = dict(self.__dict__)
         st["_audio"], st["_rir_cache"], st["_gen_cache"] = {}, {}, {}
