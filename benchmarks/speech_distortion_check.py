@@ -2,8 +2,8 @@
 subset, offline on the CPU:
 
 - clean pass-through: the clean reference goes in; STOI(clean, model(clean)) and the energy the model removes
-  from each one-third-octave band (150 Hz to 8 kHz) over the frames where speech is present. A model that left
-  speech alone would give STOI 1 and 0 dB;
+  from each one-third-octave band (STOI's bands, continued to 8 kHz) over the frames where speech is present. A
+  model that left speech alone would give STOI 1 and 0 dB;
 - training length: STOI(model) on each third of the clip when the whole clip is enhanced at once, and when it is
   cut into pieces of the training segment length (3.072 s) that are enhanced each alone. If the sequence state
   went wrong past the training length, the later thirds would score better in pieces.
@@ -22,19 +22,19 @@ import torch
 
 from linseq.experiments.speech_enhancement.checkpoint import load_speech_model
 from linseq.experiments.speech_enhancement.evaluate import enhance_waves, load_test_clips
+from linseq.experiments.speech_enhancement.stoi_loss import LOWEST_CENTRE_HZ, third_octave_matrix
 from linseq.io import run_metadata
 
 RATE = 16000
 PIECE = int(3.072 * RATE)
-BAND_EDGES_HZ = 150.0 * 2.0 ** (np.arange(19) / 3)  # 18 one-third-octave bands from 150 Hz
+NUM_BANDS = 18  # one-third-octave bands centred from 150 Hz to 7.6 kHz
+BANDS = third_octave_matrix(n_fft=512, sample_rate=RATE, num_bands=NUM_BANDS).numpy()  # [18, 257]
 
 
 def band_energies(wave: np.ndarray) -> np.ndarray:
     """Energy per one-third-octave band and 512/256 Hann frame: [18, frames]."""
     frames = np.lib.stride_tricks.sliding_window_view(wave, 512)[::256] * np.hanning(512)
-    power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
-    freqs = np.fft.rfftfreq(512, 1 / RATE)
-    return np.stack([power[:, (freqs >= lo) & (freqs < hi)].sum(-1) for lo, hi in zip(BAND_EDGES_HZ, BAND_EDGES_HZ[1:])])
+    return BANDS @ (np.abs(np.fft.rfft(frames, axis=-1)) ** 2).T
 
 
 def band_change_db(clean: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -78,10 +78,12 @@ def distortion_report(checkpoint: str, test_set: str, clips: int) -> dict:
             "clips": len(idx),
             "clean_in_stoi_percent": float(np.mean([100 * stoi(clean[i], from_clean[i][:len(clean[i])], RATE)
                                                     for i in idx])),
-            "clean_in_band_change_db": np.mean([band_change_db(clean[i], from_clean[i]) for i in idx], 0).round(3).tolist(),
+            "clean_in_band_change_db": np.mean([band_change_db(clean[i], from_clean[i]) for i in idx],
+                                               0).round(3).tolist(),
             "stoi_percent_by_third": thirds,
         }
-    return {"band_centres_hz": np.sqrt(BAND_EDGES_HZ[:-1] * BAND_EDGES_HZ[1:]).round(0).tolist(), "subsets": report}
+    centres = LOWEST_CENTRE_HZ * 2.0 ** (np.arange(NUM_BANDS) / 3)
+    return {"band_centres_hz": centres.round(0).tolist(), "subsets": report}
 
 
 def main() -> None:

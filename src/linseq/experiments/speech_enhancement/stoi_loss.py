@@ -25,11 +25,11 @@ CLIP_DB = -15.0  # β: the processed envelope is clipped at (1 + 10^(−β/20)) 
 DYNAMIC_RANGE_DB = 40.0
 
 
-def third_octave_matrix(n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """``[NUM_BANDS, n_fft // 2 + 1]`` 0/1 matrix: which FFT bins fall in each one-third-octave band (centres
-    150 · 2^(k/3) Hz, edges at centre · 2^(∓1/6))."""
+def third_octave_matrix(n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE, num_bands: int = NUM_BANDS) -> torch.Tensor:
+    """``[num_bands, n_fft // 2 + 1]`` 0/1 matrix: which FFT bins fall in each one-third-octave band (centres
+    150 · 2^(k/3) Hz, edges at centre · 2^(∓1/6)); STOI uses the first 15."""
     freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * sample_rate / n_fft
-    centres = LOWEST_CENTRE_HZ * 2.0 ** (torch.arange(NUM_BANDS, dtype=torch.float64) / 3)
+    centres = LOWEST_CENTRE_HZ * 2.0 ** (torch.arange(num_bands, dtype=torch.float64) / 3)
     low, high = centres * 2.0 ** (-1 / 6), centres * 2.0 ** (1 / 6)
     return ((freqs[None, :] >= low[:, None]) & (freqs[None, :] < high[:, None])).float()
 
