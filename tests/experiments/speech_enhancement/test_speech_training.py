@@ -13,7 +13,7 @@ from linseq.experiments.speech_enhancement.checkpoint import (
 from linseq.experiments.speech_enhancement.synthetic import SyntheticMixtures
 from linseq.experiments.speech_enhancement.metrics import si_sdr
 from linseq.experiments.speech_enhancement.training import (
-    TrainConfig, crm_loss, make_validation_set, negative_si_sdr, scheduled_lr, train_speech,
+    TrainConfig, crm_loss, make_validation_set, negative_si_sdr, plot_history, scheduled_lr, train_speech,
 )
 from linseq.models.speech import FastFullSubNet, FullSubNet
 from linseq.models.speech.fullsubnet import gather_bins
@@ -199,3 +199,16 @@ def test_config_errors(tmp_path):
         TrainConfig.from_preset("huge")
     with pytest.raises(ValueError, match="model must be one of"):
         TrainConfig(model="demucs").model_settings()
+
+
+def test_loss_plot_handles_negative_losses(tmp_path):
+    """With the wave-level terms the logged loss goes below zero; the plot then switches to a linear axis instead
+    of warning and drawing an empty log axis."""
+    pytest.importorskip("matplotlib")
+    import warnings
+
+    history = [{"step": 10 * i, "loss": 0.05 - 0.02 * i} for i in range(1, 6)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = plot_history(history, [{"step": 50, "score": 0.7}], tmp_path / "loss.png", "t", "cRM MSE + 0.1 × (−STOI)")
+    assert out is not None and out.stat().st_size > 0

@@ -290,8 +290,10 @@ def resolve_amp(mode: str, model: SpeechMaskModel, device: torch.device, drop_ba
     return "fp16" if _probe_amp(model, device, torch.float16, drop_band) else "none"
 
 
-def plot_history(history: list[dict[str, Any]], validations: list[dict[str, Any]], path: Path, title: str) -> Path | None:
-    """Training loss and validation score against steps -> PNG (None if matplotlib is unavailable)."""
+def plot_history(history: list[dict[str, Any]], validations: list[dict[str, Any]], path: Path, title: str,
+                 loss_label: str = "cRM MSE") -> Path | None:
+    """Training loss and validation score against steps -> PNG (None if matplotlib is unavailable). The loss axis
+    is logarithmic unless some logged loss is <= 0 (the wave-level terms are negative scores)."""
     try:
         import matplotlib
 
@@ -300,9 +302,11 @@ def plot_history(history: list[dict[str, Any]], validations: list[dict[str, Any]
     except ImportError:
         return None
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+    losses = [h["loss"] for h in history]
     if history:
-        ax[0].plot([h["step"] for h in history], [h["loss"] for h in history])
-    ax[0].set(xlabel="step", ylabel="cRM MSE", title="training loss", yscale="log")
+        ax[0].plot([h["step"] for h in history], losses)
+    positive = all(v > 0 for v in losses)
+    ax[0].set(xlabel="step", ylabel=loss_label, title="training loss", yscale="log" if positive else "linear")
     if validations:
         ax[1].plot([v["step"] for v in validations], [v["score"] for v in validations], marker="o")
     ax[1].set(xlabel="step", ylabel="score", title="validation score")
@@ -454,5 +458,6 @@ def train_speech(
     result = summary()
     save_json(out / "metrics.json", result)
     title = f"{cfg.model} ({cfg.sequence}{', m=' + str(cfg.shrink) if cfg.model == 'fast_fullsubnet' else ''})"
-    plot_history(history, validations, out / "loss.png", title)
+    terms = [f"{w:g} × (−{name})" for w, name in ((cfg.sisdr_weight, "SI-SDR"), (cfg.stoi_weight, "STOI")) if w > 0]
+    plot_history(history, validations, out / "loss.png", title, " + ".join(["cRM MSE", *terms]))
     return result
