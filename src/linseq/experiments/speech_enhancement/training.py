@@ -306,7 +306,8 @@ def plot_history(history: list[dict[str, Any]], validations: list[dict[str, Any]
     if history:
         ax[0].plot([h["step"] for h in history], losses)
     positive = all(v > 0 for v in losses)
-    ax[0].set(xlabel="step", ylabel=loss_label, title="training loss", yscale="log" if positive else "linear")
+    ax[0].set(xlabel="step", ylabel="loss", yscale="log" if positive else "linear")
+    ax[0].set_title(f"training loss: {loss_label}", fontsize=8 if len(loss_label) > 30 else None)
     if validations:
         ax[1].plot([v["step"] for v in validations], [v["score"] for v in validations], marker="o")
     ax[1].set(xlabel="step", ylabel="score", title="validation score")
