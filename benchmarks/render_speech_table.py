@@ -34,7 +34,8 @@ def _f(x: Any, digits: int) -> str:
 
 def _systems(summary: dict[str, Any]) -> list[str]:
     evals = summary.get("evals", {})
-    return [s for s in ORDER if s in evals] + sorted(s for s in evals if s not in ORDER)
+    # later rows in the order they were merged, which is the order the runs were made
+    return [s for s in ORDER if s in evals] + [s for s in evals if s not in ORDER]
 
 
 def quality_table(summary: dict[str, Any]) -> str:

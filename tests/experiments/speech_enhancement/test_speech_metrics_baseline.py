@@ -112,8 +112,11 @@ def test_render_speech_table_from_results_json(tmp_path):
         "complexity": {"rows": [{"model": "Fast FullSubNet m=2", "parameters": 6842895, "gmac_per_s": 3.89,
                                  "rtf_gpu": 0.0012}]},
     }
+    for name in ("run_b", "run_a"):  # rows merged later keep the order they were merged in, not the alphabet's
+        summary["evals"][name] = {"label": f"later {name}", "subsets": {"no_reverb": sub}, "missing_metrics": []}
     text = mod.render(summary)
     assert text.index("| Noisy |") < text.index("| Fast FullSubNet m=2 | 2.500 | 3.100 | 93.00 | 14.20 |")
+    assert text.index("| Fast FullSubNet m=2 | 2.500") < text.index("| later run_b |") < text.index("| later run_a |")
     assert "| Fast FullSubNet m=2 | 6,842,895 | 3.89 | — | — | 0.0012 | 1,234 (72) |" in text
     doc = tmp_path / "doc.md"
     doc.write_text(f"intro\n{mod.BEGIN}\nold\n{mod.END}\nafter\n")
