@@ -92,6 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every-seconds", type=float, default=None,
                    help="also validate when this many seconds passed since the last validation")
     p.add_argument("--val-items", type=int, default=None, help="validation clips (fixed set)")
+    p.add_argument("--val-seed", type=int, default=None,
+                   help="seed of the fixed validation mixtures (default 10000, whatever --seed is, so runs that "
+                        "continue each other with a new --seed validate on the same clips and their scores compare)")
     p.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"), default="auto",
                    help="mixed precision on CUDA (auto: bf16 if it works, else fp16)")
     p.add_argument("--drop-band", type=int, default=2, help="FullSubNet drop-band groups (1 disables; default 2)")
@@ -176,7 +179,7 @@ def _datasets(args: argparse.Namespace, cfg):
             data = "synthetic"
     if data == "synthetic":
         train = SyntheticMixtures(num_items=TRAIN_ITEMS, seconds=cfg.segment_seconds, seed=cfg.seed)
-        val = make_validation_set(SyntheticMixtures(cfg.val_items, cfg.val_seconds, seed=cfg.seed + 10_000),
+        val = make_validation_set(SyntheticMixtures(cfg.val_items, cfg.val_seconds, seed=cfg.val_seed),
                                   cfg.val_items)
         return train, val, "synthetic"
     pools = Path(data)
@@ -194,10 +197,10 @@ def _datasets(args: argparse.Namespace, cfg):
                         num_items=TRAIN_ITEMS, **mix)
     from linseq.data.speech import SPLITS
 
-    # no separate validation split in the pools: fixed mixtures of the training split with another seed (the test
+    # no separate validation split in the pools: fixed mixtures of the training split with their own seed (the test
     # split stays unseen until `linseq speech eval`)
     val_split = "val" if "val" in SPLITS else "train"
-    val_mixer = SpeechMixer(pools, split=val_split, segment_seconds=cfg.val_seconds, seed=cfg.seed + 10_000,
+    val_mixer = SpeechMixer(pools, split=val_split, segment_seconds=cfg.val_seconds, seed=cfg.val_seed,
                             num_items=max(cfg.val_items, 1), **mix)
     if hasattr(train, "preload"):
         train.preload()  # decode once in the parent; forked DataLoader workers share it
@@ -213,8 +216,8 @@ def _train(args: argparse.Namespace) -> int:
         args.preset, model=args.model, shrink=args.shrink, sequence=args.sequence, out=str(args.out),
         steps=args.steps, max_minutes=args.minutes, batch_size=args.batch_size, num_workers=args.workers,
         val_every=args.val_every, val_every_seconds=args.val_every_seconds, val_items=args.val_items,
-        amp=args.amp, drop_band=args.drop_band, device=args.device, seed=args.seed, resume=args.resume,
-        init_from=args.init_from, lr=args.lr, lr_schedule=args.lr_schedule, lr_min=args.lr_min,
+        val_seed=args.val_seed, amp=args.amp, drop_band=args.drop_band, device=args.device, seed=args.seed,
+        resume=args.resume, init_from=args.init_from, lr=args.lr, lr_schedule=args.lr_schedule, lr_min=args.lr_min,
         warmup_steps=args.warmup_steps, snr_range=tuple(args.snr_range) if args.snr_range else None,
         extra_noise=tuple(args.extra_noise) if args.extra_noise else None, sisdr_weight=args.sisdr_weight,
         stoi_weight=args.stoi_weight,

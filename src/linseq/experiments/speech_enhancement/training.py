@@ -86,6 +86,7 @@ class TrainConfig:
     val_every_seconds: float | None = None  # also validate when this much wall time passed since the last one
     val_items: int = 32
     val_seconds: float = 4.0
+    val_seed: int = 10_000  # the fixed validation mixtures' seed, apart from `seed`, so chained runs compare
     num_workers: int = 4
     amp: str = "auto"
     drop_band: int = 2  # groups; FullSubNet only, 1 disables
