@@ -105,3 +105,12 @@ def test_help_has_examples(capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert "example" in capsys.readouterr().out
+
+
+def test_train_refuses_a_bad_clean_proportion_in_one_line(tmp_path, capsys):
+    base = ["speech", "train", "--preset", "ci", "--steps", "1", "--out", str(tmp_path / "r"), "--no-progress"]
+    assert main(base + ["--data", "synthetic", "--clean-proportion", "1.5"]) == 2
+    assert "clean_proportion must be in [0, 1)" in capsys.readouterr().err
+    assert main(base + ["--data", "synthetic", "--clean-proportion", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "--clean-proportion needs real pools" in err and len(err.strip().splitlines()) == 1

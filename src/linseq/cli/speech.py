@@ -72,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--extra-noise", nargs="+", default=None, choices=EXTRA_FAMILIES, metavar="FAMILY",
                    help=f"generated noise families ({', '.join(EXTRA_FAMILIES)}) added to the training and validation "
                         "mixtures beside the pools' own; none by default")
+    p.add_argument("--clean-proportion", type=float, default=None, metavar="P",
+                   help="leave the noise out of this share of the training mixtures (default 0, as published), so "
+                        "the model also sees inputs that are already clean and learns to pass them through")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3, as published)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
                    help="constant (default, as published) or cosine: decay from --lr to --lr-min over the budget "
@@ -178,6 +181,8 @@ def _datasets(args: argparse.Namespace, cfg):
             print(f"note: no pools at {DEFAULT_POOLS}; training on synthetic tones (--data synthetic)")
             data = "synthetic"
     if data == "synthetic":
+        if cfg.clean_proportion:
+            raise ValueError("--clean-proportion needs real pools (--data DIR); the synthetic data has no option for it")
         train = SyntheticMixtures(num_items=TRAIN_ITEMS, seconds=cfg.segment_seconds, seed=cfg.seed)
         val = make_validation_set(SyntheticMixtures(cfg.val_items, cfg.val_seconds, seed=cfg.val_seed),
                                   cfg.val_items)
@@ -194,7 +199,7 @@ def _datasets(args: argparse.Namespace, cfg):
     if cfg.extra_noise:
         mix["extra_noise_families"] = tuple(cfg.extra_noise)
     train = SpeechMixer(pools, split="train", segment_seconds=cfg.segment_seconds, seed=cfg.seed,
-                        num_items=TRAIN_ITEMS, **mix)
+                        num_items=TRAIN_ITEMS, clean_proportion=cfg.clean_proportion, **mix)
     from linseq.data.speech import SPLITS
 
     # no separate validation split in the pools: fixed mixtures of the training split with their own seed (the test
@@ -220,12 +225,13 @@ def _train(args: argparse.Namespace) -> int:
         resume=args.resume, init_from=args.init_from, lr=args.lr, lr_schedule=args.lr_schedule, lr_min=args.lr_min,
         warmup_steps=args.warmup_steps, snr_range=tuple(args.snr_range) if args.snr_range else None,
         extra_noise=tuple(args.extra_noise) if args.extra_noise else None, sisdr_weight=args.sisdr_weight,
-        stoi_weight=args.stoi_weight,
+        stoi_weight=args.stoi_weight, clean_proportion=args.clean_proportion,
     )
     if args.minutes is not None and args.steps is None:
         cfg.steps = None  # a time budget alone
     if args.steps is not None and args.minutes is None:
         cfg.max_minutes = None  # a step budget alone
+    cfg.check()  # bad settings fail before the pools are decoded
     train, val, data = _datasets(args, cfg)
     result = train_speech(cfg, train, val, progress=not args.no_progress)
     best = result["best"] or {}

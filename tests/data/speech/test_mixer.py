@@ -179,3 +179,26 @@ def test_validation_mixtures_depend_on_val_seed_not_on_the_training_seed(tiny_po
         first = val_set(data, seed=3)
         assert same(first, val_set(data, seed=4))
         assert not same(first, val_set(data, seed=3, val_seed=5))
+
+
+def test_clean_proportion_leaves_the_noise_out_of_that_share_and_keeps_the_other_mixtures(tiny_pools):
+    base = SpeechMixer(tiny_pools, "train", segment_seconds=1.0, seed=4, num_items=40)
+    some = SpeechMixer(tiny_pools, "train", segment_seconds=1.0, seed=4, num_items=40, clean_proportion=0.5)
+    some.share_decoded(base)
+    flags = []
+    for i in range(40):
+        n0, c0, info0 = base.mix(i)
+        n1, c1, info1 = some.mix(i)
+        flags.append(info1["clean_only"])
+        assert not info0["clean_only"]
+        if info1["clean_only"]:  # input is the target itself, at the level the mixture would have had
+            np.testing.assert_array_equal(n1, c1)
+            assert not np.array_equal(n0, c0)
+            assert abs(np.sqrt(np.mean(n1.astype(np.float64) ** 2)) / 10 ** (info1["level_dbfs"] / 20) - 1) < 0.05 \
+                or np.abs(n1).max() > 0.98  # the clipping guard may lower it
+        else:  # the same draws as without the option
+            np.testing.assert_array_equal(n1, n0)
+            np.testing.assert_array_equal(c1, c0)
+    assert 8 <= sum(flags) <= 32
+    with pytest.raises(ValueError, match="clean_proportion"):
+        SpeechMixer(tiny_pools, "train", clean_proportion=1.0)

@@ -6,7 +6,8 @@ For item ``i`` (research notes §4; our own code):
    zero-padded at the end if shorter;
 2. noise: random noise clips joined with 0.2 s of silence between them until the segment is covered, then
    randomly cropped (``extra_noise_families`` adds generated families that no pools split has, beyond the recipe);
-3. SNR: a uniform integer in [-5, 20] dB (``snr_range``);
+3. SNR: a uniform integer in [-5, 20] dB (``snr_range``); beyond the recipe, with probability
+   ``clean_proportion`` (default 0) the noise is left out, so the input is the (reverberant) clean target itself;
 4. reverb with probability 0.75: the clean segment is convolved with a random RIR (truncated to the segment) and
    the **reverberant clean is the target**;
 5. clean and noise are peak-normalised, then set to -25 dBFS RMS; the noise is scaled to the SNR; the mixture is
@@ -19,6 +20,7 @@ every process and DataLoader worker, and changes with :meth:`SpeechMixer.set_epo
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -51,7 +53,7 @@ def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float, level_dbfs: 
 
     With ``rir`` the clean is first convolved with it (``[:T]``) and the reverberant clean is the target. Steps
     and constants as in the module doc: peak-normalise, -25 dBFS, noise to the SNR, mixture to ``level_dbfs`` with
-    the target scaled identically, clipping guard to peak 0.99.
+    the target scaled identically, clipping guard to peak 0.99. ``snr_db=math.inf`` leaves the noise out.
     """
     clean = np.asarray(clean, dtype=np.float64)
     noise = np.asarray(noise, dtype=np.float64)
@@ -112,7 +114,8 @@ class SpeechMixer(torch.utils.data.Dataset):
                  reverb_proportion: float = 0.75, target_dbfs: float = -25.0,
                  level_range: tuple[int, int] = (-35, -15), noise_gap_seconds: float = 0.2,
                  noise_sampling: str = "family", preload: bool = False,
-                 extra_noise_families: tuple[str, ...] = (), extra_noise_per_family: int = 24):
+                 extra_noise_families: tuple[str, ...] = (), extra_noise_per_family: int = 24,
+                 clean_proportion: float = 0.0):
         if segment_seconds <= 0:
             raise ValueError(f"segment_seconds must be positive; got {segment_seconds}")
         if num_items <= 0:
@@ -123,6 +126,8 @@ class SpeechMixer(torch.utils.data.Dataset):
             raise ValueError(f"level_range must be (low, high) with low < high; got {level_range}")
         if not 0.0 <= reverb_proportion <= 1.0:
             raise ValueError(f"reverb_proportion must be in [0, 1]; got {reverb_proportion}")
+        if not 0.0 <= clean_proportion < 1.0:
+            raise ValueError(f"clean_proportion must be in [0, 1); got {clean_proportion}")
         if noise_sampling not in ("family", "clip"):
             raise ValueError(f"noise_sampling must be 'family' or 'clip'; got {noise_sampling!r}")
         self.pool = SplitPool(pools_dir, split)
@@ -138,6 +143,7 @@ class SpeechMixer(torch.utils.data.Dataset):
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self.snr_range, self.level_range = tuple(snr_range), tuple(level_range)
         self.reverb_proportion, self.target_dbfs = float(reverb_proportion), float(target_dbfs)
+        self.clean_proportion = float(clean_proportion)
         self.gap = int(round(noise_gap_seconds * SAMPLE_RATE))
         self.noise_sampling = noise_sampling
         w = np.maximum(self.pool.utterance_lengths(), self.segment).astype(np.float64)
@@ -196,7 +202,8 @@ class SpeechMixer(torch.utils.data.Dataset):
 
     def mix(self, index: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """Item ``index`` as float32 numpy arrays ``(noisy [T], clean [T], info)``; ``info`` holds the draws:
-        ``utterance, speaker, clean_start, noise_clips, snr_db, reverb, rir, level_dbfs`` (ids, not indices)."""
+        ``utterance, speaker, clean_start, noise_clips, snr_db, reverb, rir, level_dbfs, clean_only`` (ids, not
+        indices; with ``clean_only`` the noise drawn was left out)."""
         if not 0 <= index < self.num_items:
             raise IndexError(f"index {index} out of range for {self.num_items} items")
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
@@ -207,11 +214,14 @@ class SpeechMixer(torch.utils.data.Dataset):
         reverb = bool(rng.random() < self.reverb_proportion)
         r = int(rng.integers(len(self.pool.rirs))) if reverb else None
         level = int(rng.integers(self.level_range[0], self.level_range[1]))
-        noisy, target = mix_at_snr(clean, noise, snr, level, self.pool.rir(r) if reverb else None, self.target_dbfs)
+        # drawn last, so the other draws (and every mixture of clean_proportion=0) stay as they were
+        clean_only = self.clean_proportion > 0 and bool(rng.random() < self.clean_proportion)
+        noisy, target = mix_at_snr(clean, noise, math.inf if clean_only else snr, level,
+                                   self.pool.rir(r) if reverb else None, self.target_dbfs)
         uid, spk, _ = self.pool.utterances[u]
         info = {"utterance": uid, "speaker": spk, "clean_start": start,
                 "noise_clips": [self.pool.noise_clips[c][0] for c in clips], "snr_db": snr, "reverb": reverb,
-                "rir": self.pool.rirs[r]["id"] if reverb else None, "level_dbfs": level}
+                "rir": self.pool.rirs[r]["id"] if reverb else None, "level_dbfs": level, "clean_only": clean_only}
         return noisy.astype(np.float32), target.astype(np.float32), info
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -73,6 +73,7 @@ class TrainConfig:
     segment_seconds: float = 3.072
     snr_range: tuple[int, int] | None = None  # mixtures' SNR range in dB (None: the recipe's -5..20)
     extra_noise: tuple[str, ...] = ()  # generated noise families added to the mixtures (noise.EXTRA_FAMILIES)
+    clean_proportion: float = 0.0  # share of training mixtures left without noise (input = target)
     lr: float = 1e-3
     lr_schedule: str = "constant"  # or "cosine": lr -> lr_min over the budget
     lr_min: float = 1e-5
@@ -132,6 +133,8 @@ class TrainConfig:
         if not self.lr > 0 or (cosine and not 0 <= self.lr_min <= self.lr) or self.warmup_steps < 0:
             raise ValueError(f"need lr > 0, warmup_steps >= 0 and (cosine) 0 <= lr_min <= lr; got lr={self.lr}, "
                              f"lr_min={self.lr_min}, warmup_steps={self.warmup_steps}")
+        if not 0.0 <= self.clean_proportion < 1.0:
+            raise ValueError(f"clean_proportion must be in [0, 1); got {self.clean_proportion}")
         if self.snr_range is not None and (len(self.snr_range) != 2 or self.snr_range[0] > self.snr_range[1]):
             raise ValueError(f"snr_range must be (low, high) in dB with low <= high; got {self.snr_range}")
         if self.amp not in AMP_MODES:
