@@ -73,7 +73,10 @@ def test_speech_train_eval_rtf(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["speech", "train", "--preset", "ci", "--data", "synthetic", "--steps", "2", "--val-every", "2",
                  "--val-items", "1", "--out", str(run), "--device", "cpu", "--no-progress"]) == 0
-    assert "trained 2 steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trained 2 steps" in out and "outside the training budget: data" in out
+    timing = json.loads((run / "metrics.json").read_text())["timing"]
+    assert set(timing) == {"before_loop_s", "first_step_s", "after_loop_s"} and min(timing.values()) >= 0
     test_set = tmp_path / "test_set"
     rng = np.random.default_rng()
     for subset in ("with_reverb", "no_reverb"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 NAME = "speech"
@@ -232,8 +233,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.steps is not None and args.minutes is None:
         cfg.max_minutes = None  # a step budget alone
     cfg.check()  # bad settings fail before the pools are decoded
+    t0 = time.perf_counter()
     train, val, data = _datasets(args, cfg)
+    data_s = time.perf_counter() - t0
     result = train_speech(cfg, train, val, progress=not args.no_progress)
+    t = result["timing"]
     best = result["best"] or {}
     parts = [f"{k} {best[k]:.3f}" for k in ("WB_PESQ", "STOI", "SI_SDR") if k in best]
     print(f"trained {result['steps']} steps in {result['elapsed_s'] / 60:.1f} min on {data} "
@@ -241,6 +245,8 @@ def _train(args: argparse.Namespace) -> int:
     print(f"best validation (step {best.get('step')}): score {best.get('score', float('nan')):.4f}; " + ", ".join(parts))
     print(f"checkpoint: {args.out / 'best'}; resume state: {args.out / 'last'}; metrics: {args.out / 'metrics.json'}; "
           f"plot: {args.out / 'loss.png'}")
+    print(f"outside the training budget: data {data_s:.1f} s, model and AMP probe {t['before_loop_s']:.1f} s, "
+          f"after the loop {t['after_loop_s']:.1f} s (the first step, inside it, took {t.get('first_step_s', 0):.1f} s)")
     print(f"next: linseq speech eval --checkpoint {args.out} --test-set {DEFAULT_POOLS / 'test_set'}")
     return 0
 

@@ -342,8 +342,11 @@ def train_speech(
 
     ``train_set[i] -> (noisy [L], clean [L])`` float32 tensors of equal length (``set_epoch`` is called if it
     exists); ``val_set``: fixed ``(noisy, clean)`` numpy pairs. ``on_step(step, loss)`` runs after every
-    optimizer step (tests use it to interrupt a run).
+    optimizer step (tests use it to interrupt a run). ``timing`` in the summary: seconds spent before the
+    training loop (model, AMP probe, loader), on its first step (worker start, first batch, kernel compilation) and
+    after it (last validation, checkpoints, plot), the parts of a run its budget does not count or barely does.
     """
+    t_entry = time.perf_counter()
     cfg.check()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -379,6 +382,7 @@ def train_speech(
                 "model_config": cfg.model_settings(), "device_resolved": str(device)}
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else math.inf
     t_start = time.perf_counter()
+    timing = {"before_loop_s": round(t_start - t_entry, 2)}
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - t_start
@@ -432,6 +436,8 @@ def train_speech(
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            if "first_step_s" not in timing:
+                timing["first_step_s"] = round(time.perf_counter() - t_start, 2)
             value = float(loss.detach())
             if not math.isfinite(value) and amp != "fp16":
                 raise FloatingPointError(f"training loss became {value} at step {step}")
@@ -456,13 +462,15 @@ def train_speech(
             if not done and due:
                 checkpoint_and_validate()
                 t_val = time.perf_counter()
+        t_after = time.perf_counter()
         if not validations or validations[-1]["step"] != step:
             checkpoint_and_validate()
     finally:
         bar.close()
     result = summary()
-    save_json(out / "metrics.json", result)
     title = f"{cfg.model} ({cfg.sequence}{', m=' + str(cfg.shrink) if cfg.model == 'fast_fullsubnet' else ''})"
     terms = [f"{w:g} × (−{name})" for w, name in ((cfg.sisdr_weight, "SI-SDR"), (cfg.stoi_weight, "STOI")) if w > 0]
     plot_history(history, validations, out / "loss.png", title, " + ".join(["cRM MSE", *terms]))
+    result["timing"] = {**timing, "after_loop_s": round(time.perf_counter() - t_after, 2)}
+    save_json(out / "metrics.json", result)
     return result
