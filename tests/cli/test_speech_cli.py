@@ -91,8 +91,10 @@ def test_speech_train_eval_rtf(tmp_path, capsys):
                      "--workers", "1", "--no-progress", "--device", "cpu"]) == 0
     data = json.loads((results / "eval_run.json").read_text())
     assert set(data["subsets"]) == {"with_reverb", "no_reverb"} and data["label"] == "Fast FullSubNet m=2"
+    assert data["weights_sha256"] == ckpt_mod.weights_sha256(run)  # ties the row to the exact weights
     assert "SI_SDR" in data["subsets"]["no_reverb"]
     noisy = json.loads((results / "eval_noisy.json").read_text())
+    assert noisy["weights_sha256"] is None
     assert noisy["subsets"]["no_reverb"]["SI_SDR"] < 25
     assert (results / "eval_baseline.md").read_text().startswith("| system |")
     assert main(["speech", "eval", "--checkpoint", str(tmp_path / "nope"), "--test-set", str(test_set)]) == 2

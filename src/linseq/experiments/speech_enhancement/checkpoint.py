@@ -10,6 +10,7 @@ The shipped default, a trained Fast FullSubNet, lives in ``linseq/models/speech/
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -111,6 +112,16 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
         if (candidate / CONFIG_FILE).is_file() and (candidate / MODEL_FILE).is_file():
             return candidate
     raise FileNotFoundError(f"no checkpoint at {path} (expected {CONFIG_FILE} and {MODEL_FILE} there or in best/)")
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of the weights file of the checkpoint at ``path`` (see :func:`find_checkpoint`): ties an
+    evaluation to the exact weights it measured."""
+    digest = hashlib.sha256()
+    with open(find_checkpoint(path) / MODEL_FILE, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:

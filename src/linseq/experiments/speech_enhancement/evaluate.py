@@ -132,13 +132,14 @@ def evaluate_system(
     count). ``limit``: clips per subset (smoke runs). Writes ``OUT/eval_<tag>.json`` and ``.md`` when ``out_dir``
     is set (``tag`` defaults to the system's folder name). Returns the result dict.
     """
-    from linseq.experiments.speech_enhancement.checkpoint import load_speech_model
+    from linseq.experiments.speech_enhancement.checkpoint import load_speech_model, weights_sha256
     from linseq.experiments.speech_enhancement.training import pick_device
 
     dev = pick_device(device)
-    config = None
+    config = sha = None
     if system not in ("noisy", "baseline"):
         model, config = load_speech_model(system, dev)
+        sha = weights_sha256(system)
     clips = load_test_clips(test_dir, limit)
     if not clips:
         raise FileNotFoundError(f"no test clips under {test_dir}")
@@ -164,7 +165,7 @@ def evaluate_system(
                if any(r["subset"] == s for r in per_clip)}
     result = {
         "system": system if config is None else "checkpoint", "label": system_label(system, config),
-        "checkpoint": None if config is None else str(system), "model_config": config,
+        "checkpoint": None if config is None else str(system), "weights_sha256": sha, "model_config": config,
         "metrics": metrics, "missing_metrics": [m for m in METRICS if m not in metrics],
         "subsets": subsets, "enhance_seconds": round(t_enhance, 2), "test_set": str(test_dir),
         "meta": run_metadata(device=str(dev)), "per_clip": per_clip,
