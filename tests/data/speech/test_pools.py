@@ -75,3 +75,13 @@ def test_writer_validates_and_refuses_to_clobber(tmp_path, tiny_pools, fake_pool
                                 generated_noise={"train": [{"id": "g", "family": "white", "seconds": 1, "seed": 0}]})
     assert not (tmp_path / "x").exists()
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]  # failed writes leave nothing behind
+
+
+def test_threaded_preload_gives_what_lazy_decoding_gives(tiny_pools):
+    eager = load_split(tiny_pools, "train").preload()
+    lazy = load_split(tiny_pools, "train")
+    assert len(eager._audio) > 1 and not lazy._audio
+    for i in range(len(lazy.utterances)):
+        np.testing.assert_array_equal(eager.utterance(i), lazy.utterance(i))
+    for i in range(len(lazy.noise_clips)):
+        np.testing.assert_array_equal(eager.noise(i), lazy.noise(i))
