@@ -1,6 +1,8 @@
+import importlib.util
 import os
 import random
 import zlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,3 +40,19 @@ def _seeded(request):
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
+
+
+@pytest.fixture
+def load_script():
+    """``load_script("benchmarks/x.py")``: import a repository script (not part of the package) by its path from the
+    repository root and return the module."""
+    root = Path(__file__).resolve().parents[1]
+
+    def load(relative_path: str):
+        path = root / relative_path
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

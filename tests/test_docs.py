@@ -1,15 +1,12 @@
 """README.md's included sections equal the docs/*.md files they come from (docs/build_readme.py fills them)."""
 
-import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_includes_are_current():
-    spec = importlib.util.spec_from_file_location("build_readme", ROOT / "docs" / "build_readme.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_readme_includes_are_current(load_script):
+    mod = load_script("docs/build_readme.py")
     readme = (ROOT / "README.md").read_text()
     found = list(mod.INCLUDE.finditer(readme))
     assert len(found) >= 5

@@ -1,24 +1,13 @@
 """benchmarks/merge_speech_evals.py: a chained model's row names each run's learning rate and, where they differ
 from the recipe, its mixtures and loss."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _merger():
-    spec = importlib.util.spec_from_file_location("merge_speech_evals", ROOT / "benchmarks" / "merge_speech_evals.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_run_descriptions_name_mixtures_that_differ_from_the_recipe(tmp_path):
-    mod = _merger()
+def test_run_descriptions_name_mixtures_that_differ_from_the_recipe(tmp_path, load_script):
+    mod = load_script("benchmarks/merge_speech_evals.py")
     recipe = {"lr": 1e-3, "snr_range": [-5, 20], "extra_noise": [], "seed": 0, "batch_size": 72}
     wider = {"lr": 8e-4, "lr_schedule": "cosine", "lr_min": 1e-5, "warmup_steps": 300, "snr_range": [-5, 30],
              "extra_noise": ["tones", "sweeps"], "seed": 5, "batch_size": 72}
@@ -49,10 +38,10 @@ def _subsets(wb: float) -> dict:
     return {"with_reverb": {"WB_PESQ": wb, "STOI": 0.9, "n": 150}, "no_reverb": {"WB_PESQ": wb - 0.5, "STOI": 0.94, "n": 150}}
 
 
-def test_an_evaluation_on_rebuilt_pools_merges_only_with_a_matching_noisy_check(tmp_path):
+def test_an_evaluation_on_rebuilt_pools_merges_only_with_a_matching_noisy_check(tmp_path, load_script):
     """Same clips, another pools hash: refused without --rebuilt-noisy, refused when the noisy input moved by more
     than the tolerance there, accepted (and said so in its source) when it agrees."""
-    mod = _merger()
+    mod = load_script("benchmarks/merge_speech_evals.py")
     manifest = {"format": "linseq-speech-testset", "params": {"seed": 1, "pools_manifest_sha256": "aaa"},
                 "pools_dir": "/x", "clips": [{"name": "c0", "snr": 3}]}
     run_manifest = _write(tmp_path / "run" / "test_set_manifest.json", manifest)

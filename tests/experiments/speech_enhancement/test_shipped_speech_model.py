@@ -1,7 +1,6 @@
 """The gate that decides whether a trained model may ship as `linseq enhance`'s default, and (once one ships) that
 the shipped weights are the ones the committed results measured and that they beat the noisy input."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,20 +16,13 @@ from linseq.models.speech import FastFullSubNet
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _ship_module():
-    spec = importlib.util.spec_from_file_location("ship_speech_model", ROOT / "benchmarks" / "ship_speech_model.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _row(base, delta, sha=None):
     subsets = {s: {m: v + delta for m, v in base.items()} for s in ("with_reverb", "no_reverb")}
     return {"label": "x", "subsets": subsets, "weights_sha256": sha, "meta": {"commit": "abc"}}
 
 
-def test_only_a_row_that_beats_noisy_everywhere_with_the_measured_weights_ships(tmp_path):
-    mod = _ship_module()
+def test_only_a_row_that_beats_noisy_everywhere_with_the_measured_weights_ships(tmp_path, load_script):
+    mod = load_script("benchmarks/ship_speech_model.py")
     ckpt = save_speech_checkpoint(tmp_path / "ck", FastFullSubNet(shrink_size=2, sb_hidden_size=8).eval(),
                                   {"step": 0}, dtype=torch.float16)
     sha = weights_sha256(ckpt)
@@ -56,15 +48,15 @@ def test_only_a_row_that_beats_noisy_everywhere_with_the_measured_weights_ships(
     assert prov["margin_over_noisy"]["no_reverb"]["SI_SDR"] == pytest.approx(0.01)
     model, config = load_speech_model(dest)
     assert config["model"] == "fast_fullsubnet" and isinstance(model, FastFullSubNet)
-    _check_shipped(dest, results)
+    _check_shipped(mod, dest, results)
 
 
-def _check_shipped(folder, results_path):
-    """What must hold of a shipped model: its weights are the ones its provenance names, the results row they come
-    from records the same weights and beats the noisy input everywhere, and the model runs."""
+def _check_shipped(mod, folder, results_path):
+    """What must hold of a shipped model (``mod``: benchmarks/ship_speech_model.py): its weights are the ones its
+    provenance names, the results row they come from records the same weights and beats the noisy input
+    everywhere, and the model runs."""
     from linseq.experiments.speech_enhancement.evaluate import enhance_waves
 
-    mod = _ship_module()
     prov = json.loads((folder / "provenance.json").read_text())
     assert weights_sha256(folder) == prov["weights_sha256"]
     evals = json.loads(Path(results_path).read_text())["evals"]
@@ -78,5 +70,6 @@ def _check_shipped(folder, results_path):
 
 
 @pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(), reason="no Fast FullSubNet has shipped yet")
-def test_the_shipped_model_is_the_measured_one_and_beats_noisy():
-    _check_shipped(SHIPPED, ROOT / "benchmarks" / "results" / "speech" / "results.json")
+def test_the_shipped_model_is_the_measured_one_and_beats_noisy(load_script):
+    results = ROOT / "benchmarks" / "results" / "speech" / "results.json"
+    _check_shipped(load_script("benchmarks/ship_speech_model.py"), SHIPPED, results)

@@ -94,14 +94,8 @@ def test_block_resampler_equals_whole_signal(rates):
     np.testing.assert_allclose(y, ref, atol=1e-12)
 
 
-def test_render_speech_table_from_results_json(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[3] / "benchmarks" / "render_speech_table.py"
-    spec = importlib.util.spec_from_file_location("render_speech_table", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_render_speech_table_from_results_json(tmp_path, load_script):
+    mod = load_script("benchmarks/render_speech_table.py")
     sub = {"WB_PESQ": 2.5, "NB_PESQ": 3.1, "STOI": 0.93, "SI_SDR": 14.2, "n": 150}
     summary = {
         "minutes": 5.0, "meta": {"device": "GPU", "date": "2026-11-23", "commit": "abc"}, "failures": {},
@@ -125,14 +119,8 @@ def test_render_speech_table_from_results_json(tmp_path):
     assert mod.plot_results(summary, tmp_path / "p.png").stat().st_size > 5000
 
 
-def test_speech_breakdown_averages_differences_per_group():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[3] / "benchmarks" / "speech_breakdown.py"
-    spec = importlib.util.spec_from_file_location("speech_breakdown", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_speech_breakdown_averages_differences_per_group(load_script):
+    mod = load_script("benchmarks/speech_breakdown.py")
     manifest = {"clips": [
         {"name": "a", "subset": "no_reverb", "noise_families": ["hum", "music"], "snr_db": 3, "source_kind": "espeak"},
         {"name": "b", "subset": "with_reverb", "noise_families": ["hum"], "snr_db": 22, "source_kind": "asterisk"}]}
@@ -147,14 +135,8 @@ def test_speech_breakdown_averages_differences_per_group():
     assert "| noise: hum | 2 | +1.00 |" in text
 
 
-def test_docs_speech_block_is_the_rendering_of_the_committed_results():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[3] / "benchmarks" / "render_speech_table.py"
-    spec = importlib.util.spec_from_file_location("render_speech_table", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_docs_speech_block_is_the_rendering_of_the_committed_results(load_script):
+    mod = load_script("benchmarks/render_speech_table.py")
     summary, cpu = mod.load()
     block = mod.DOCS.read_text().split(mod.BEGIN, 1)[1].split(mod.END, 1)[0].strip()
     assert block == mod.render(summary, cpu).strip(), "docs/speech.md is stale: run python docs/build_readme.py"
