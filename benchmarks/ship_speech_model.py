@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from linseq.experiments.speech_enhancement.checkpoint import (
-    CONFIG_FILE, MODEL_FILE, SHIPPED, find_checkpoint, read_config, weights_sha256,
+    CONFIG_FILE, MODEL_FILE, SHIPPED, find_checkpoint, read_config, replace_dir, weights_sha256,
 )
+from linseq.experiments.speech_enhancement.evaluate import SUBSETS
+from linseq.experiments.speech_enhancement.metrics import METRICS
 from linseq.io import run_metadata, save_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "speech" / "results.json"
-METRICS = ("WB_PESQ", "NB_PESQ", "STOI", "SI_SDR")
-SUBSETS = ("with_reverb", "no_reverb")
 PROVENANCE = "provenance.json"
 
 
@@ -83,8 +83,7 @@ def ship(results_path: Path, name: str, checkpoint: Path, dest: Path = SHIPPED) 
     for f in (CONFIG_FILE, MODEL_FILE):
         shutil.copy2(ckpt / f, tmp / f)
     save_json(tmp / PROVENANCE, provenance)
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    replace_dir(tmp, dest)
     return provenance
 
 

@@ -58,7 +58,8 @@ def build_model(config: dict[str, Any]) -> SpeechMaskModel:
     return cls(**{k: v for k, v in cfg.items() if k in allowed})
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Make the finished folder ``tmp`` the folder ``final`` (fsynced files, the old one removed only after)."""
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
@@ -97,7 +98,7 @@ def save_speech_checkpoint(
         tensors, groups = optimizer_to_tensors(optimizer)
         save_file(tensors, str(tmp / OPTIMIZER_FILE))
         save_json(tmp / TRAINER_FILE, {**(trainer_state or {}), "optimizer_param_groups": groups})
-    _replace_dir(tmp, path)
+    replace_dir(tmp, path)
     return path
 
 
