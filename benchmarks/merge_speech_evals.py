@@ -29,6 +29,8 @@ import argparse
 import json
 from pathlib import Path
 
+from linseq.experiments.speech_enhancement.training import wave_loss_terms
+
 
 def _manifest_key(path: Path) -> dict:
     data = json.loads(path.read_text())
@@ -115,8 +117,7 @@ def _departures(config: dict) -> str:
         parts.append(f"SNR {snr[0]:g} to {snr[1]:g} dB")
     if config.get("extra_noise"):
         parts.append("extra noise: " + ", ".join(config["extra_noise"]))
-    terms = [f"{config[key]:g} × (−{name})" for key, name in (("sisdr_weight", "SI-SDR"), ("stoi_weight", "STOI"))
-             if config.get(key)]
+    terms = wave_loss_terms(config.get("sisdr_weight"), config.get("stoi_weight"))
     if terms:
         parts.append("loss + " + " + ".join(terms))
     return ", ".join(parts)

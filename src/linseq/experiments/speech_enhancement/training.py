@@ -294,6 +294,11 @@ def resolve_amp(mode: str, model: SpeechMaskModel, device: torch.device, drop_ba
     return "fp16" if _probe_amp(model, device, torch.float16, drop_band) else "none"
 
 
+def wave_loss_terms(sisdr_weight: float | None, stoi_weight: float | None) -> list[str]:
+    """The wave-level terms a run adds to the cRM loss, in words: ``["0.0005 × (−SI-SDR)", "0.1 × (−STOI)"]``."""
+    return [f"{w:g} × (−{name})" for w, name in ((sisdr_weight, "SI-SDR"), (stoi_weight, "STOI")) if w]
+
+
 def plot_history(history: list[dict[str, Any]], validations: list[dict[str, Any]], path: Path, title: str,
                  loss_label: str = "cRM MSE") -> Path | None:
     """Training loss and validation score against steps -> PNG (None if matplotlib is unavailable). The loss axis
@@ -469,7 +474,7 @@ def train_speech(
         bar.close()
     result = summary()
     title = f"{cfg.model} ({cfg.sequence}{', m=' + str(cfg.shrink) if cfg.model == 'fast_fullsubnet' else ''})"
-    terms = [f"{w:g} × (−{name})" for w, name in ((cfg.sisdr_weight, "SI-SDR"), (cfg.stoi_weight, "STOI")) if w > 0]
+    terms = wave_loss_terms(cfg.sisdr_weight, cfg.stoi_weight)
     plot_history(history, validations, out / "loss.png", title, " + ".join(["cRM MSE", *terms]))
     result["timing"] = {**timing, "after_loop_s": round(time.perf_counter() - t_after, 2)}
     save_json(out / "metrics.json", result)
