@@ -117,6 +117,8 @@ def _departures(config: dict) -> str:
         parts.append(f"SNR {snr[0]:g} to {snr[1]:g} dB")
     if config.get("extra_noise"):
         parts.append("extra noise: " + ", ".join(config["extra_noise"]))
+    if config.get("clean_proportion"):
+        parts.append(f"{100 * config['clean_proportion']:g} % without noise")
     terms = wave_loss_terms(config.get("sisdr_weight"), config.get("stoi_weight"))
     if terms:
         parts.append("loss + " + " + ".join(terms))
