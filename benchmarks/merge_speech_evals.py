@@ -119,6 +119,8 @@ def _departures(config: dict) -> str:
         parts.append("extra noise: " + ", ".join(config["extra_noise"]))
     if config.get("clean_proportion"):
         parts.append(f"{100 * config['clean_proportion']:g} % without noise")
+    if config.get("speech_eq_db"):
+        parts.append(f"speech coloured ±{config['speech_eq_db']:g} dB")
     terms = wave_loss_terms(config.get("sisdr_weight"), config.get("stoi_weight"))
     if terms:
         parts.append("loss + " + " + ".join(terms))

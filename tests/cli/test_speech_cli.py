@@ -112,10 +112,15 @@ def test_help_has_examples(capsys):
         assert "example" in capsys.readouterr().out
 
 
-def test_train_refuses_a_bad_clean_proportion_in_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("flag, bad, message, good", [
+    ("--clean-proportion", "1.5", "clean_proportion must be in [0, 1)", "0.1"),
+    ("--speech-eq-db", "25", "speech_eq_db must be in [0, 20] dB", "6"),
+])
+def test_train_refuses_bad_mixture_options_in_one_line(tmp_path, capsys, flag, bad, message, good):
     base = ["speech", "train", "--preset", "ci", "--steps", "1", "--out", str(tmp_path / "r"), "--no-progress"]
-    assert main(base + ["--data", "synthetic", "--clean-proportion", "1.5"]) == 2
-    assert "clean_proportion must be in [0, 1)" in capsys.readouterr().err
-    assert main(base + ["--data", "synthetic", "--clean-proportion", "0.1"]) == 2
+    assert main(base + ["--data", "synthetic", flag, bad]) == 2
+    assert message in capsys.readouterr().err
+    assert main(base + ["--data", "synthetic", flag, good]) == 2
     err = capsys.readouterr().err
-    assert "--clean-proportion needs real pools" in err and len(err.strip().splitlines()) == 1
+    assert f"{flag} needs real pools" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # refused before any training output

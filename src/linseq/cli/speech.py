@@ -76,6 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--clean-proportion", type=float, default=None, metavar="P",
                    help="leave the noise out of this share of the training mixtures (default 0, as published), so "
                         "the model also sees inputs that are already clean and learns to pass them through")
+    p.add_argument("--speech-eq-db", type=float, default=None, metavar="DB",
+                   help="colour the speech of each training mixture (input and target alike) by a random smooth "
+                        "gain curve with gains within ±DB at 125, 500, 2000 and 6000 Hz (default 0, as published), "
+                        "so the model cannot learn one speech spectrum; 6 is a moderate setting")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3, as published)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
                    help="constant (default, as published) or cosine: decay from --lr to --lr-min over the budget "
@@ -182,8 +186,9 @@ def _datasets(args: argparse.Namespace, cfg):
             print(f"note: no pools at {DEFAULT_POOLS}; training on synthetic tones (--data synthetic)")
             data = "synthetic"
     if data == "synthetic":
-        if cfg.clean_proportion:
-            raise ValueError("--clean-proportion needs real pools (--data DIR); the synthetic data has no option for it")
+        for flag, value in (("--clean-proportion", cfg.clean_proportion), ("--speech-eq-db", cfg.speech_eq_db)):
+            if value:
+                raise ValueError(f"{flag} needs real pools (--data DIR); the synthetic data has no option for it")
         train = SyntheticMixtures(num_items=TRAIN_ITEMS, seconds=cfg.segment_seconds, seed=cfg.seed)
         val = make_validation_set(SyntheticMixtures(cfg.val_items, cfg.val_seconds, seed=cfg.val_seed),
                                   cfg.val_items)
@@ -200,7 +205,8 @@ def _datasets(args: argparse.Namespace, cfg):
     if cfg.extra_noise:
         mix["extra_noise_families"] = tuple(cfg.extra_noise)
     train = SpeechMixer(pools, split="train", segment_seconds=cfg.segment_seconds, seed=cfg.seed,
-                        num_items=TRAIN_ITEMS, clean_proportion=cfg.clean_proportion, **mix)
+                        num_items=TRAIN_ITEMS, clean_proportion=cfg.clean_proportion,
+                        speech_eq_db=cfg.speech_eq_db, **mix)
     from linseq.data.speech import SPLITS
 
     # no separate validation split in the pools: fixed mixtures of the training split with their own seed (the test
@@ -226,7 +232,7 @@ def _train(args: argparse.Namespace) -> int:
         resume=args.resume, init_from=args.init_from, lr=args.lr, lr_schedule=args.lr_schedule, lr_min=args.lr_min,
         warmup_steps=args.warmup_steps, snr_range=tuple(args.snr_range) if args.snr_range else None,
         extra_noise=tuple(args.extra_noise) if args.extra_noise else None, sisdr_weight=args.sisdr_weight,
-        stoi_weight=args.stoi_weight, clean_proportion=args.clean_proportion,
+        stoi_weight=args.stoi_weight, clean_proportion=args.clean_proportion, speech_eq_db=args.speech_eq_db,
     )
     if args.minutes is not None and args.steps is None:
         cfg.steps = None  # a time budget alone

@@ -6,6 +6,7 @@ import torch
 
 from linseq.data.speech import SpeechMixer, mix_at_snr
 from linseq.data.speech.audio import fftconvolve
+from linseq.data.speech.mixer import EQ_FREQS_HZ, shape_spectrum
 
 SR = 16_000
 
@@ -202,3 +203,43 @@ def test_clean_proportion_leaves_the_noise_out_of_that_share_and_keeps_the_other
     assert 8 <= sum(flags) <= 32
     with pytest.raises(ValueError, match="clean_proportion"):
         SpeechMixer(tiny_pools, "train", clean_proportion=1.0)
+
+
+def test_shape_spectrum_applies_the_gain_curve_at_its_control_points_and_between_them():
+    t = np.arange(16000) / 16000.0
+    tone = lambda hz: np.sin(2 * np.pi * hz * t)  # noqa: E731  (bin-aligned: whole cycles in one second)
+    np.testing.assert_allclose(shape_spectrum(tone(300), np.zeros(4)), tone(300), atol=1e-12)
+    np.testing.assert_allclose(shape_spectrum(tone(300), np.full(4, -6.0)), tone(300) * 10 ** (-6 / 20), atol=1e-12)
+    gains = np.array([3.0, -4.0, 5.0, -2.0])
+    for hz, db in zip(EQ_FREQS_HZ, gains):
+        np.testing.assert_allclose(shape_spectrum(tone(hz), gains), tone(hz) * 10 ** (db / 20), atol=1e-9)
+    # 1000 Hz lies halfway between 500 and 2000 Hz in log frequency: the mean of their gains
+    np.testing.assert_allclose(shape_spectrum(tone(1000), gains), tone(1000) * 10 ** (0.5 / 20), atol=1e-9)
+    np.testing.assert_allclose(shape_spectrum(tone(60), gains), tone(60) * 10 ** (3 / 20), atol=1e-9)  # flat below
+    with pytest.raises(ValueError, match="one gain per frequency"):
+        shape_spectrum(tone(300), np.zeros(3))
+
+
+def test_speech_eq_colours_input_and_target_alike_and_keeps_the_other_draws(tiny_pools):
+    base = SpeechMixer(tiny_pools, "train", segment_seconds=1.0, seed=4, num_items=30, reverb_proportion=0.5)
+    eq = SpeechMixer(tiny_pools, "train", segment_seconds=1.0, seed=4, num_items=30, reverb_proportion=0.5,
+                     speech_eq_db=6.0)
+    eq.share_decoded(base)
+    checked = 0
+    for i in range(30):
+        n0, c0, info0 = base.mix(i)
+        n1, c1, info1 = eq.mix(i)
+        assert info0["eq_gains_db"] is None
+        gains = np.asarray(info1["eq_gains_db"])
+        assert gains.shape == (4,) and np.all(np.abs(gains) <= 6.0) and np.ptp(gains) > 0
+        assert {k: v for k, v in info1.items() if k != "eq_gains_db"} == {k: v for k, v in info0.items()
+                                                                           if k != "eq_gains_db"}
+        assert not np.allclose(c1, c0)
+        if not info0["reverb"]:  # the target is the base target coloured by the curve, up to the level scaling
+            s = shape_spectrum(c0.astype(np.float64), np.asarray(info1["eq_gains_db"]))
+            k = float(c1 @ s / (s @ s))
+            assert np.abs(c1 - k * s).max() < 2e-3 * np.abs(c1).max()  # gains rounded to 1e-3 dB in info
+            checked += 1
+    assert checked >= 5
+    with pytest.raises(ValueError, match="speech_eq_db"):
+        SpeechMixer(tiny_pools, "train", speech_eq_db=-1.0)

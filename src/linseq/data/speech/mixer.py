@@ -8,6 +8,9 @@ For item ``i`` (research notes §4; our own code):
    randomly cropped (``extra_noise_families`` adds generated families that no pools split has, beyond the recipe);
 3. SNR: a uniform integer in [-5, 20] dB (``snr_range``); beyond the recipe, with probability
    ``clean_proportion`` (default 0) the noise is left out, so the input is the (reverberant) clean target itself;
+   beyond the recipe too, ``speech_eq_db`` > 0 shapes the clean segment's spectrum by a random smooth gain curve
+   (gains uniform in ±``speech_eq_db`` at :data:`EQ_FREQS_HZ`, linear in log frequency between them), so input
+   and target carry the same colouring and the model cannot lean on one speech spectrum;
 4. reverb with probability 0.75: the clean segment is convolved with a random RIR (truncated to the segment) and
    the **reverberant clean is the target**;
 5. clean and noise are peak-normalised, then set to -25 dBFS RMS; the noise is scaled to the SNR; the mixture is
@@ -31,7 +34,9 @@ from linseq.data.speech.audio import EPS, SAMPLE_RATE, fftconvolve
 from linseq.data.speech.noise import EXTRA_FAMILIES, noise_recipes
 from linseq.data.speech.pools import SplitPool
 
-__all__ = ["SpeechMixer", "mix_at_snr", "noise_segment", "crop_or_pad"]
+__all__ = ["SpeechMixer", "mix_at_snr", "noise_segment", "crop_or_pad", "shape_spectrum", "EQ_FREQS_HZ"]
+
+EQ_FREQS_HZ = (125.0, 500.0, 2000.0, 6000.0)  # control points of the random speech colouring (speech_eq_db)
 
 
 def crop_or_pad(x: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
@@ -40,6 +45,19 @@ def crop_or_pad(x: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.nda
         start = int(rng.integers(0, len(x) - n + 1))
         return x[start:start + n], start
     return np.pad(x, (0, n - len(x))), 0
+
+
+def shape_spectrum(x: np.ndarray, gains_db: np.ndarray, freqs_hz: tuple[float, ...] = EQ_FREQS_HZ,
+                   sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """``x`` [T] filtered by a zero-phase gain curve: ``gains_db[k]`` at ``freqs_hz[k]``, linear in log frequency
+    between them and constant beyond the first and last. Returns float64 ``[T]``."""
+    gains_db = np.asarray(gains_db, dtype=np.float64)
+    if gains_db.shape != (len(freqs_hz),):
+        raise ValueError(f"gains_db must have one gain per frequency ({len(freqs_hz)}); got shape {gains_db.shape}")
+    x = np.asarray(x, dtype=np.float64)
+    f = np.fft.rfftfreq(len(x), 1.0 / sample_rate)
+    curve = np.interp(np.log(np.maximum(f, freqs_hz[0])), np.log(freqs_hz), gains_db)
+    return np.fft.irfft(np.fft.rfft(x) * 10 ** (curve / 20), len(x))
 
 
 def _normalise(x: np.ndarray, target_dbfs: float) -> np.ndarray:
@@ -115,7 +133,7 @@ class SpeechMixer(torch.utils.data.Dataset):
                  level_range: tuple[int, int] = (-35, -15), noise_gap_seconds: float = 0.2,
                  noise_sampling: str = "family", preload: bool = False,
                  extra_noise_families: tuple[str, ...] = (), extra_noise_per_family: int = 24,
-                 clean_proportion: float = 0.0):
+                 clean_proportion: float = 0.0, speech_eq_db: float = 0.0):
         if segment_seconds <= 0:
             raise ValueError(f"segment_seconds must be positive; got {segment_seconds}")
         if num_items <= 0:
@@ -128,6 +146,8 @@ class SpeechMixer(torch.utils.data.Dataset):
             raise ValueError(f"reverb_proportion must be in [0, 1]; got {reverb_proportion}")
         if not 0.0 <= clean_proportion < 1.0:
             raise ValueError(f"clean_proportion must be in [0, 1); got {clean_proportion}")
+        if not 0.0 <= speech_eq_db <= 20.0:
+            raise ValueError(f"speech_eq_db must be in [0, 20] dB; got {speech_eq_db}")
         if noise_sampling not in ("family", "clip"):
             raise ValueError(f"noise_sampling must be 'family' or 'clip'; got {noise_sampling!r}")
         self.pool = SplitPool(pools_dir, split)
@@ -143,7 +163,7 @@ class SpeechMixer(torch.utils.data.Dataset):
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self.snr_range, self.level_range = tuple(snr_range), tuple(level_range)
         self.reverb_proportion, self.target_dbfs = float(reverb_proportion), float(target_dbfs)
-        self.clean_proportion = float(clean_proportion)
+        self.clean_proportion, self.speech_eq_db = float(clean_proportion), float(speech_eq_db)
         self.gap = int(round(noise_gap_seconds * SAMPLE_RATE))
         self.noise_sampling = noise_sampling
         w = np.maximum(self.pool.utterance_lengths(), self.segment).astype(np.float64)
@@ -202,8 +222,9 @@ class SpeechMixer(torch.utils.data.Dataset):
 
     def mix(self, index: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """Item ``index`` as float32 numpy arrays ``(noisy [T], clean [T], info)``; ``info`` holds the draws:
-        ``utterance, speaker, clean_start, noise_clips, snr_db, reverb, rir, level_dbfs, clean_only`` (ids, not
-        indices; with ``clean_only`` the noise drawn was left out)."""
+        ``utterance, speaker, clean_start, noise_clips, snr_db, reverb, rir, level_dbfs, clean_only, eq_gains_db``
+        (ids, not indices; with ``clean_only`` the noise drawn was left out; ``eq_gains_db`` is None without
+        ``speech_eq_db``)."""
         if not 0 <= index < self.num_items:
             raise IndexError(f"index {index} out of range for {self.num_items} items")
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
@@ -216,12 +237,16 @@ class SpeechMixer(torch.utils.data.Dataset):
         level = int(rng.integers(self.level_range[0], self.level_range[1]))
         # drawn last, so the other draws (and every mixture of clean_proportion=0) stay as they were
         clean_only = self.clean_proportion > 0 and bool(rng.random() < self.clean_proportion)
+        eq = rng.uniform(-self.speech_eq_db, self.speech_eq_db, len(EQ_FREQS_HZ)) if self.speech_eq_db else None
+        if eq is not None:
+            clean = shape_spectrum(clean, eq)
         noisy, target = mix_at_snr(clean, noise, math.inf if clean_only else snr, level,
                                    self.pool.rir(r) if reverb else None, self.target_dbfs)
         uid, spk, _ = self.pool.utterances[u]
         info = {"utterance": uid, "speaker": spk, "clean_start": start,
                 "noise_clips": [self.pool.noise_clips[c][0] for c in clips], "snr_db": snr, "reverb": reverb,
-                "rir": self.pool.rirs[r]["id"] if reverb else None, "level_dbfs": level, "clean_only": clean_only}
+                "rir": self.pool.rirs[r]["id"] if reverb else None, "level_dbfs": level, "clean_only": clean_only,
+                "eq_gains_db": None if eq is None else [round(float(g), 3) for g in eq]}
         return noisy.astype(np.float32), target.astype(np.float32), info
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -74,6 +74,7 @@ class TrainConfig:
     snr_range: tuple[int, int] | None = None  # mixtures' SNR range in dB (None: the recipe's -5..20)
     extra_noise: tuple[str, ...] = ()  # generated noise families added to the mixtures (noise.EXTRA_FAMILIES)
     clean_proportion: float = 0.0  # share of training mixtures left without noise (input = target)
+    speech_eq_db: float = 0.0  # random colouring of the training speech, gains within ±this (mixer.shape_spectrum)
     lr: float = 1e-3
     lr_schedule: str = "constant"  # or "cosine": lr -> lr_min over the budget
     lr_min: float = 1e-5
@@ -135,6 +136,8 @@ class TrainConfig:
                              f"lr_min={self.lr_min}, warmup_steps={self.warmup_steps}")
         if not 0.0 <= self.clean_proportion < 1.0:
             raise ValueError(f"clean_proportion must be in [0, 1); got {self.clean_proportion}")
+        if not 0.0 <= self.speech_eq_db <= 20.0:
+            raise ValueError(f"speech_eq_db must be in [0, 20] dB; got {self.speech_eq_db}")
         if self.snr_range is not None and (len(self.snr_range) != 2 or self.snr_range[0] > self.snr_range[1]):
             raise ValueError(f"snr_range must be (low, high) in dB with low <= high; got {self.snr_range}")
         if self.amp not in AMP_MODES:
@@ -409,9 +412,14 @@ def train_speech(
         v.update(step=step, elapsed_s=round(elapsed(), 2))
         validations.append(v)
         info = {"step": step, "metrics": v, "elapsed_s": v["elapsed_s"], "train_config": settings}
-        if best is None or v["score"] > best["score"]:
+        improved = best is None or v["score"] > best["score"]
+        if improved:
             best = dict(v)
             save_speech_checkpoint(out / "best", model, info, dtype=getattr(torch, cfg.save_dtype))
+        # one line per validation, also without the bar: a run stopped from outside still leaves its trace
+        scores = ", ".join(f"{k} {v[k]:.3f}" for k in ("WB_PESQ", "STOI", "SI_SDR") if k in v)
+        bar.write(f"validation at step {step} ({v['elapsed_s']:.0f} s): score {v['score']:.4f}; {scores}"
+                  + (" (best so far)" if improved else ""))
         trainer_state = {"step": step, "elapsed_s": elapsed(), "history": history, "validations": validations,
                          "best": best, "loss_ema": loss_ema}
         save_speech_checkpoint(out / "last", model, info, optimizer=optimizer, trainer_state=trainer_state)
