@@ -4,7 +4,8 @@ the noisy input and the spectral-gating baseline, measure GPU real-time factors,
     python3 benchmarks/speech_gpu.py OUT_DIR          (benchmarks/gpu_speech.sh wraps it)
 
 Environment:
-  SPEECH_MINUTES     training wall budget per model, minutes (default 5)
+  SPEECH_MINUTES     training wall budget per model, minutes (default 5); cut, with a log line, to what lets the
+                     trainings end on their own before their deadline (TRAINER_OVERHEAD_S beside the budget)
   SPEECH_POOLS       pools folder (default data/speech_pools)
   SPEECH_TOTAL_S     hard deadline for the whole script, seconds (default 510), from GPU_CALL_T0 (the call's start,
                      set by gpu_check.sh) when given; leave ~250 s after training:
@@ -143,6 +144,21 @@ def gather(out: Path, names: list[str], summary: dict) -> dict:
     return summary
 
 
+TRAINER_OVERHEAD_S = 60  # a trainer's time outside its budget: imports, data, model, final validation and save;
+# two runs that were given their deadline minus 30 s overran it by 34 s or more and lost their last steps
+# (2026-12-07, H100, runs 13 and 14)
+
+
+def fit_training_minutes(minutes: float, seconds_left: float, overhead_s: float = TRAINER_OVERHEAD_S) -> float:
+    """The training budget in minutes that lets a trainer started now finish before a deadline ``seconds_left``
+    away: ``minutes``, or less. Raises ``ValueError`` when it would have to be cut below a minute."""
+    fitted = min(minutes, (seconds_left - overhead_s) / 60)
+    if fitted < min(minutes, 1.0):
+        raise ValueError(f"{seconds_left:.0f} s to the deadline leave no room for training (a trainer needs about "
+                         f"{overhead_s:g} s besides its budget); raise SPEECH_TOTAL_S or lower SPEECH_MINUTES")
+    return fitted
+
+
 def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/speech_gpu").resolve()
     for sub in ("logs", "eval", "train", "checkpoints"):
@@ -178,6 +194,18 @@ def main() -> int:
 
     # 2. four trainings on one GPU, equal wall budget
     train_deadline = min(deadline - (90 if model_eval else 30), time.time() + minutes * 60 + 120)
+    try:
+        fitted = fit_training_minutes(minutes, train_deadline - time.time())
+    except ValueError as err:
+        log(str(err))
+        build.proc.terminate()
+        summary["failures"]["budget"] = str(err)
+        (out / "results.json").write_text(json.dumps(summary, indent=1))
+        return 1
+    if fitted < minutes:
+        log(f"training budget cut from {minutes:g} to {fitted:.2f} min, so the trainings end on their own before "
+            f"the deadline (their start and final validation take about {TRAINER_OVERHEAD_S} s)")
+    minutes = summary["train_minutes"] = fitted
     trains = {}
     for name in names:
         args, workers = MODELS[name]
