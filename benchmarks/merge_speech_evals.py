@@ -97,6 +97,20 @@ def merge(run: dict, evals: list[Path], manifest: Path | None, name: str | None 
     return run
 
 
+def averaged_suffix(run: dict, evaluation: dict, rows: list[str]) -> str:
+    """Label suffix of an averaged checkpoint's row, after checking that the checkpoint evaluated in
+    ``evaluation`` is the mean of exactly the checkpoints evaluated in ``rows`` of ``run`` (by weight hashes)."""
+    sources = (evaluation.get("model_config") or {}).get("averaged_from")
+    if not sources:
+        raise SystemExit("--averaged: the evaluated checkpoint is not an average (no averaged_from in its config)")
+    missing = [r for r in rows if not run.get("evals", {}).get(r, {}).get("weights_sha256")]
+    if missing:
+        raise SystemExit(f"--averaged: no evaluated weights recorded for rows {missing}")
+    if sorted(run["evals"][r]["weights_sha256"] for r in rows) != sorted(s["weights_sha256"] for s in sources):
+        raise SystemExit(f"--averaged: the averaged checkpoint's sources are not the checkpoints of rows {rows}")
+    return f", mean weights of the checkpoints of {', '.join(rows)} (`linseq speech average`)"
+
+
 def _schedule(config: dict) -> str:
     """A run's learning rate in words: ``constant 0.001`` or ``cosine 0.0008 -> 2e-05, 300 warm-up steps``."""
     text = f"{config.get('lr_schedule', 'constant')} {config.get('lr', 1e-3):g}"
@@ -148,6 +162,9 @@ def main() -> None:
                    help="metrics.json of each chained training run, in order (needs --name)")
     p.add_argument("--single", type=Path, default=None,
                    help="metrics.json of one training run from scratch that gets its own row (needs --name)")
+    p.add_argument("--averaged", nargs="+", default=None, metavar="ROW",
+                   help="rows whose evaluated checkpoints the single EVAL.json's weights average (`linseq speech "
+                        "average`); their weight hashes must be the averaged checkpoint's sources (needs --name)")
     p.add_argument("--rebuilt-noisy", type=Path, default=None,
                    help="eval_noisy.json on a test set rebuilt from rebuilt pools (same clips): accept its evaluations")
     p.add_argument("--complexity", type=Path, default=None, help="complexity.json with GPU real-time factors")
@@ -169,6 +186,11 @@ def main() -> None:
         config, device = metrics["config"], metrics.get("meta", {}).get("device", "?")
         suffix = f", one run ({config.get('max_minutes'):g} min on {device}, {t['steps']:,} steps, {_schedule(config)})"
         run.setdefault("training", {})[args.name] = t
+    if args.averaged:
+        if not args.name or args.chain or args.single or len(args.evals) != 1:
+            raise SystemExit("--averaged needs --name, one EVAL.json and no --chain or --single")
+        suffix = averaged_suffix(run, json.loads(args.evals[0].read_text()), args.averaged)
+        run.setdefault("training", {})[args.name] = {"averaged_rows": args.averaged}
     if args.complexity:
         c = json.loads(args.complexity.read_text())
         run["complexity"] = c

@@ -14,6 +14,7 @@ Speech-enhancement workflow for FullSubNet and Fast FullSubNet (docs/speech.md):
   build-data  build the speech / noise / RIR pools from packaged sounds, and the DNS-2020-shaped test set
   train       train one model on on-the-fly mixtures (MSE on the compressed cRM, Adam 1e-3, AMP on GPU)
   eval        enhance the test set with a checkpoint, `noisy` or `baseline`; WB/NB-PESQ, STOI, SI-SDR
+  average     one checkpoint with the mean weights of several (runs continued from one checkpoint)
   rtf         parameters, GMAC/s and real-time factors (1 CPU thread, GPU) of the four models"""
 EPILOG = """\
 examples:
@@ -23,6 +24,7 @@ examples:
   linseq speech train --preset gpu --model fullsubnet --steps 20000 --out runs/speech/fullsubnet --resume
   linseq speech eval --checkpoint runs/speech/fast_m2 --test-set data/speech_pools/test_set --out results/
   linseq speech eval --checkpoint baseline --test-set data/speech_pools/test_set --out results/
+  linseq speech average runs/a runs/b runs/c --out runs/soup
   linseq speech rtf --out results/"""
 
 DEFAULT_POOLS = Path("data/speech_pools")
@@ -132,6 +134,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="at most this many clips per subset (smoke runs)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(_speech=_eval)
+
+    p = sub.add_parser("average", help="average the weights of several checkpoints of one model",
+                       formatter_class=fmt,
+                       description="Write a checkpoint whose weights are the uniform mean of the given ones (a "
+                                   "'model soup'). It makes sense for runs that continued one checkpoint (e.g. "
+                                   "with --init-from), whose weights stay close; for unrelated runs the mean is "
+                                   "usually worse than either. The checkpoints must hold the same model. The "
+                                   "sources, their steps and weight hashes go into config.json.",
+                       epilog="examples:\n  linseq speech average runs/speech/a runs/speech/b --out runs/speech/soup\n"
+                              "  linseq speech eval --checkpoint runs/speech/soup --test-set data/speech_pools/test_set")
+    p.add_argument("checkpoints", nargs="+", type=Path, metavar="CKPT", help="checkpoint or run folders (two or more)")
+    p.add_argument("--out", type=Path, required=True, help="folder of the averaged checkpoint")
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16",
+                   help="stored precision (default float16: half the size; the means are taken in float32)")
+    p.set_defaults(_speech=_average)
 
     p = sub.add_parser("rtf", help="complexity table: parameters, GMAC/s, real-time factors", formatter_class=fmt,
                        description="Parameters, counted GMAC per second of audio and real-time factors (offline "
@@ -270,6 +287,17 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"note: skipped {', '.join(result['missing_metrics'])} (pip install 'linseq[speech]')")
     for path in result.get("written", []):
         print(f"wrote {path}")
+    return 0
+
+
+def _average(args: argparse.Namespace) -> int:
+    import torch
+
+    from linseq.experiments.speech_enhancement.checkpoint import average_speech_checkpoints
+
+    out = average_speech_checkpoints(args.checkpoints, args.out, dtype=getattr(torch, args.dtype))
+    print(f"wrote {out}: the mean of {len(args.checkpoints)} checkpoints")
+    print(f"next: linseq speech eval --checkpoint {out} --test-set {DEFAULT_POOLS / 'test_set'}")
     return 0
 
 

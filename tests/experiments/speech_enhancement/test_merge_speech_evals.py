@@ -67,3 +67,19 @@ def test_an_evaluation_on_rebuilt_pools_merges_only_with_a_matching_noisy_check(
     assert other_clips.is_file()
     with pytest.raises(SystemExit, match="differs"):
         mod.merge(json.loads(json.dumps(run)), [model], run_manifest, rebuilt_noisy=agrees)
+
+
+def test_an_averaged_row_must_average_exactly_the_named_rows_checkpoints(load_script):
+    mod = load_script("benchmarks/merge_speech_evals.py")
+    run = {"evals": {"a": {"weights_sha256": "aa"}, "b": {"weights_sha256": "bb"}, "c": {"weights_sha256": "cc"},
+                     "noisy": {"weights_sha256": None}}}
+    soup = {"model_config": {"averaged_from": [{"weights_sha256": "bb"}, {"weights_sha256": "aa"}]}}
+    assert mod.averaged_suffix(run, soup, ["a", "b"]) == ", mean weights of the checkpoints of a, b (`linseq speech average`)"
+    with pytest.raises(SystemExit, match="not the checkpoints of rows"):
+        mod.averaged_suffix(run, soup, ["a", "c"])
+    with pytest.raises(SystemExit, match="not the checkpoints of rows"):
+        mod.averaged_suffix(run, soup, ["a", "b", "c"])
+    with pytest.raises(SystemExit, match="no evaluated weights recorded"):
+        mod.averaged_suffix(run, soup, ["a", "noisy"])
+    with pytest.raises(SystemExit, match="not an average"):
+        mod.averaged_suffix(run, {"model_config": {"model": "fast_fullsubnet"}}, ["a", "b"])

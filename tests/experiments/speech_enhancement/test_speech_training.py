@@ -196,6 +196,36 @@ def test_checkpoint_round_trip_fp16_and_errors(tmp_path):
         load_speech_model(path)
 
 
+def test_average_of_checkpoints_has_the_mean_weights_and_refuses_other_models(tmp_path, capsys):
+    from linseq.cli.main import main
+    from linseq.experiments.speech_enhancement.checkpoint import average_speech_checkpoints, weights_sha256
+
+    paths = []
+    for seed in range(3):
+        torch.manual_seed(seed)  # three different draws of one small model
+        model = FastFullSubNet(shrink_size=8, sb_hidden_size=16, sequence_model="lightning")
+        paths.append(save_speech_checkpoint(tmp_path / f"ck{seed}", model, {"step": 10 * seed}))
+    out = average_speech_checkpoints(paths, tmp_path / "soup", dtype=torch.float32)
+    soup, config = load_speech_model(out)
+    states = [load_speech_model(p)[0].state_dict() for p in paths]
+    for name, value in soup.state_dict().items():
+        torch.testing.assert_close(value, sum(s[name] for s in states) / 3, msg=name)
+    assert not torch.equal(states[0][next(iter(states[0]))], states[1][next(iter(states[1]))])
+    assert [s["step"] for s in config["averaged_from"]] == [0, 10, 20]
+    assert config["averaged_from"][2]["weights_sha256"] == weights_sha256(paths[2])
+    other = save_speech_checkpoint(tmp_path / "other", FastFullSubNet(shrink_size=2, sb_hidden_size=16,
+                                                                      sequence_model="lightning"))
+    with pytest.raises(ValueError, match="different models.*shrink_size"):
+        average_speech_checkpoints([paths[0], other], tmp_path / "bad")
+    with pytest.raises(ValueError, match="at least two"):
+        average_speech_checkpoints(paths[:1], tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    # the command line: float16 by default, and it says what to do next
+    assert main(["speech", "average", *map(str, paths[:2]), "--out", str(tmp_path / "cli")]) == 0
+    assert "next: linseq speech eval --checkpoint" in capsys.readouterr().out
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["dtype"] == "float16"
+
+
 def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="set steps or max_minutes"):
         train_speech(_cfg(tmp_path, steps=None), FixedSet(), [], progress=False)

@@ -184,3 +184,37 @@ def load_training_state(
     except (ValueError, RuntimeError, KeyError) as err:
         raise ValueError(f"cannot resume from corrupt checkpoint {path}: {str(err).splitlines()[0]}") from None
     return state
+
+
+def average_speech_checkpoints(
+    paths: list[str | os.PathLike], out: str | os.PathLike, dtype: torch.dtype = torch.float16,
+) -> Path:
+    """Write the checkpoint whose floating-point weights are the uniform mean of those at ``paths`` (a "model
+    soup"; meaningful for runs that started from one checkpoint); returns the folder.
+
+    Every checkpoint must hold the same model (config without training details) and the same non-float tensors;
+    ValueError (one line) otherwise. The means are taken in float32 and stored in ``dtype``; ``config.json`` lists
+    the sources with their steps and weight hashes under ``averaged_from``."""
+    if len(paths) < 2:
+        raise ValueError(f"averaging needs at least two checkpoints; got {len(paths)}")
+    models, sources, first = [], [], None
+    for p in paths:
+        model, config = load_speech_model(p)
+        built = model_config(model)
+        if first is None:
+            first = (p, built)
+        elif built != first[1]:
+            diff = sorted(k for k in set(built) | set(first[1]) if built.get(k) != first[1].get(k))
+            raise ValueError(f"cannot average {p} with {first[0]}: different models ({', '.join(diff)})")
+        models.append(model)
+        sources.append({"path": str(find_checkpoint(p)), "step": config.get("step"),
+                        "weights_sha256": weights_sha256(p)})
+    mean = models[0]
+    states = [m.state_dict() for m in models]
+    with torch.no_grad():
+        for name, tensor in states[0].items():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.stack([s[name].float() for s in states]).mean(0))
+            elif any(not torch.equal(s[name], tensor) for s in states[1:]):
+                raise ValueError(f"cannot average: the non-float tensor {name} differs between the checkpoints")
+    return save_speech_checkpoint(out, mean, {"averaged_from": sources}, dtype=dtype)
