@@ -180,11 +180,19 @@ def main() -> int:
                      "init_from": init_dir, "seed": seed,
                      "model_eval": model_eval}
 
-    if not (pools / "manifest.json").is_file():
-        log(f"no pools at {pools} (carry data/speech_pools); nothing to do")
-        summary["failures"]["pools"] = "missing"
+    def nothing_to_do(failure: str, detail: str, message: str) -> int:
+        log(message)
+        summary["failures"][failure] = detail
         (out / "results.json").write_text(json.dumps(summary, indent=1))
         return 1
+
+    if not (pools / "manifest.json").is_file():
+        return nothing_to_do("pools", "missing", f"no pools at {pools} (carry data/speech_pools); nothing to do")
+    train_deadline = min(deadline - (90 if model_eval else 30), time.time() + minutes * 60 + 120)
+    try:
+        fitted = fit_training_minutes(minutes, train_deadline - time.time())
+    except ValueError as err:
+        return nothing_to_do("budget", str(err), str(err))
 
     # 1. test set (one process, not niced: every evaluation waits for it)
     build = Job("test_set", [sys.executable, "-c",
@@ -193,15 +201,6 @@ def main() -> int:
                              str(pools), str(test_dir), test_n], out / "logs" / "test_set.log", deadline)
 
     # 2. four trainings on one GPU, equal wall budget
-    train_deadline = min(deadline - (90 if model_eval else 30), time.time() + minutes * 60 + 120)
-    try:
-        fitted = fit_training_minutes(minutes, train_deadline - time.time())
-    except ValueError as err:
-        log(str(err))
-        build.proc.terminate()
-        summary["failures"]["budget"] = str(err)
-        (out / "results.json").write_text(json.dumps(summary, indent=1))
-        return 1
     if fitted < minutes:
         log(f"training budget cut from {minutes:g} to {fitted:.2f} min, so the trainings end on their own before "
             f"the deadline (their start and final validation take about {TRAINER_OVERHEAD_S} s)")

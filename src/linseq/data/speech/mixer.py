@@ -34,7 +34,8 @@ from linseq.data.speech.audio import EPS, SAMPLE_RATE, fftconvolve
 from linseq.data.speech.noise import EXTRA_FAMILIES, noise_recipes
 from linseq.data.speech.pools import SplitPool
 
-__all__ = ["SpeechMixer", "mix_at_snr", "noise_segment", "crop_or_pad", "shape_spectrum", "EQ_FREQS_HZ"]
+__all__ = ["SpeechMixer", "mix_at_snr", "noise_segment", "crop_or_pad", "shape_spectrum", "EQ_FREQS_HZ",
+           "check_mixture_options"]
 
 EQ_FREQS_HZ = (125.0, 500.0, 2000.0, 6000.0)  # control points of the random speech colouring (speech_eq_db)
 
@@ -58,6 +59,15 @@ def shape_spectrum(x: np.ndarray, gains_db: np.ndarray, freqs_hz: tuple[float, .
     f = np.fft.rfftfreq(len(x), 1.0 / sample_rate)
     curve = np.interp(np.log(np.maximum(f, freqs_hz[0])), np.log(freqs_hz), gains_db)
     return np.fft.irfft(np.fft.rfft(x) * 10 ** (curve / 20), len(x))
+
+
+def check_mixture_options(clean_proportion: float, speech_eq_db: float) -> None:
+    """ValueError (one line) for a ``clean_proportion`` outside [0, 1) or a ``speech_eq_db`` outside [0, 20] dB;
+    the trainer calls it before it decodes the pools."""
+    if not 0.0 <= clean_proportion < 1.0:
+        raise ValueError(f"clean_proportion must be in [0, 1); got {clean_proportion}")
+    if not 0.0 <= speech_eq_db <= 20.0:
+        raise ValueError(f"speech_eq_db must be in [0, 20] dB; got {speech_eq_db}")
 
 
 def _normalise(x: np.ndarray, target_dbfs: float) -> np.ndarray:
@@ -144,10 +154,7 @@ class SpeechMixer(torch.utils.data.Dataset):
             raise ValueError(f"level_range must be (low, high) with low < high; got {level_range}")
         if not 0.0 <= reverb_proportion <= 1.0:
             raise ValueError(f"reverb_proportion must be in [0, 1]; got {reverb_proportion}")
-        if not 0.0 <= clean_proportion < 1.0:
-            raise ValueError(f"clean_proportion must be in [0, 1); got {clean_proportion}")
-        if not 0.0 <= speech_eq_db <= 20.0:
-            raise ValueError(f"speech_eq_db must be in [0, 20] dB; got {speech_eq_db}")
+        check_mixture_options(clean_proportion, speech_eq_db)
         if noise_sampling not in ("family", "clip"):
             raise ValueError(f"noise_sampling must be 'family' or 'clip'; got {noise_sampling!r}")
         self.pool = SplitPool(pools_dir, split)

@@ -197,20 +197,17 @@ def average_speech_checkpoints(
     the sources with their steps and weight hashes under ``averaged_from``."""
     if len(paths) < 2:
         raise ValueError(f"averaging needs at least two checkpoints; got {len(paths)}")
-    models, sources, first = [], [], None
-    for p in paths:
-        model, config = load_speech_model(p)
+    loaded = [(p, *load_speech_model(p)) for p in paths]
+    reference = model_config(loaded[0][1])
+    for p, model, _ in loaded[1:]:
         built = model_config(model)
-        if first is None:
-            first = (p, built)
-        elif built != first[1]:
-            diff = sorted(k for k in set(built) | set(first[1]) if built.get(k) != first[1].get(k))
-            raise ValueError(f"cannot average {p} with {first[0]}: different models ({', '.join(diff)})")
-        models.append(model)
-        sources.append({"path": str(find_checkpoint(p)), "step": config.get("step"),
-                        "weights_sha256": weights_sha256(p)})
-    mean = models[0]
-    states = [m.state_dict() for m in models]
+        if built != reference:
+            diff = sorted(k for k in set(built) | set(reference) if built.get(k) != reference.get(k))
+            raise ValueError(f"cannot average {p} with {paths[0]}: different models ({', '.join(diff)})")
+    sources = [{"path": str(find_checkpoint(p)), "step": config.get("step"), "weights_sha256": weights_sha256(p)}
+               for p, _, config in loaded]
+    mean = loaded[0][1]
+    states = [model.state_dict() for _, model, _ in loaded]
     with torch.no_grad():
         for name, tensor in states[0].items():
             if tensor.is_floating_point():

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from linseq.data.speech.mixer import check_mixture_options
 from linseq.experiments.speech_enhancement.checkpoint import (
     build_model, load_speech_model, load_training_state, save_speech_checkpoint,
 )
@@ -134,10 +135,7 @@ class TrainConfig:
         if not self.lr > 0 or (cosine and not 0 <= self.lr_min <= self.lr) or self.warmup_steps < 0:
             raise ValueError(f"need lr > 0, warmup_steps >= 0 and (cosine) 0 <= lr_min <= lr; got lr={self.lr}, "
                              f"lr_min={self.lr_min}, warmup_steps={self.warmup_steps}")
-        if not 0.0 <= self.clean_proportion < 1.0:
-            raise ValueError(f"clean_proportion must be in [0, 1); got {self.clean_proportion}")
-        if not 0.0 <= self.speech_eq_db <= 20.0:
-            raise ValueError(f"speech_eq_db must be in [0, 20] dB; got {self.speech_eq_db}")
+        check_mixture_options(self.clean_proportion, self.speech_eq_db)
         if self.snr_range is not None and (len(self.snr_range) != 2 or self.snr_range[0] > self.snr_range[1]):
             raise ValueError(f"snr_range must be (low, high) in dB with low <= high; got {self.snr_range}")
         if self.amp not in AMP_MODES:
