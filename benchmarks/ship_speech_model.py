@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from linseq.experiments.speech_enhancement.checkpoint import (
-    CONFIG_FILE, MODEL_FILE, SHIPPED, find_checkpoint, read_config, replace_dir, weights_sha256,
+    CONFIG_FILE, MODEL_FILE, SHIPPED, find_checkpoint, read_config, staged_dir, weights_sha256,
 )
 from linseq.experiments.speech_enhancement.evaluate import SUBSETS
 from linseq.experiments.speech_enhancement.metrics import METRICS
@@ -77,13 +77,10 @@ def ship(results_path: Path, name: str, checkpoint: Path, dest: Path = SHIPPED) 
         "noisy": {s: noisy["subsets"][s] for s in SUBSETS}, "margin_over_noisy": margins(row, noisy),
         "evaluated": row.get("meta"), "shipped": run_metadata(),
     }
-    tmp = dest.with_name(f".{dest.name}-tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for f in (CONFIG_FILE, MODEL_FILE):
-        shutil.copy2(ckpt / f, tmp / f)
-    save_json(tmp / PROVENANCE, provenance)
-    replace_dir(tmp, dest)
+    with staged_dir(Path(dest)) as tmp:
+        for f in (CONFIG_FILE, MODEL_FILE):
+            shutil.copy2(ckpt / f, tmp / f)
+        save_json(tmp / PROVENANCE, provenance)
     return provenance
 
 

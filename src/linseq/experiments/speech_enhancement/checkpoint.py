@@ -14,8 +14,9 @@ import hashlib
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -58,6 +59,17 @@ def build_model(config: dict[str, Any]) -> SpeechMaskModel:
     return cls(**{k: v for k, v in cfg.items() if k in allowed})
 
 
+@contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """``with staged_dir(final) as tmp:`` fill the empty sibling folder ``tmp``; on leaving the block it becomes
+    ``final`` whole (:func:`replace_dir`), so an interrupted write leaves the previous ``final`` intact."""
+    tmp = final.with_name(f".{final.name}-tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    yield tmp
+    replace_dir(tmp, final)
+
+
 def replace_dir(tmp: Path, final: Path) -> None:
     """Make the finished folder ``tmp`` the folder ``final`` (fsynced files, the old one removed only after)."""
     for f in tmp.iterdir():
@@ -84,21 +96,17 @@ def save_speech_checkpoint(
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"dtype must be float32, float16 or bfloat16; got {dtype}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}-tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
              for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt"})
     config = {"format": FORMAT, **model_config(model), "dtype": str(dtype).replace("torch.", ""),
               "parameters": sum(p.numel() for p in model.parameters()), **(info or {})}
-    save_json(tmp / CONFIG_FILE, config)
-    if optimizer is not None:
-        tensors, groups = optimizer_to_tensors(optimizer)
-        save_file(tensors, str(tmp / OPTIMIZER_FILE))
-        save_json(tmp / TRAINER_FILE, {**(trainer_state or {}), "optimizer_param_groups": groups})
-    replace_dir(tmp, path)
+    with staged_dir(path) as tmp:
+        save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        save_json(tmp / CONFIG_FILE, config)
+        if optimizer is not None:
+            tensors, groups = optimizer_to_tensors(optimizer)
+            save_file(tensors, str(tmp / OPTIMIZER_FILE))
+            save_json(tmp / TRAINER_FILE, {**(trainer_state or {}), "optimizer_param_groups": groups})
     return path
 
 
