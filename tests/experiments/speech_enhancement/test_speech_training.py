@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from linseq.experiments.speech_enhancement.checkpoint import (
-    build_model, find_checkpoint, load_speech_model, save_speech_checkpoint,
+    build_model, find_checkpoint, load_speech_model, save_speech_checkpoint, weights_sha256,
 )
 from linseq.experiments.speech_enhancement.synthetic import SyntheticMixtures
 from linseq.experiments.speech_enhancement.metrics import si_sdr
@@ -135,7 +135,10 @@ def test_init_from_starts_from_the_checkpoint_weights_and_refuses_another_model(
     source, _ = load_speech_model(tmp_path / "run" / "best")
     cfg = _cfg(tmp_path, steps=1, val_every=1, val_items=1, lr=1e-12, out=str(tmp_path / "more"),
                init_from=str(tmp_path / "run"), save_dtype="float32")
-    train_speech(cfg, FixedSet(), val, progress=False)
+    result = train_speech(cfg, FixedSet(), val, progress=False)
+    # the run records which weights it started from, so a result can name its parent checkpoint
+    assert result["config"]["init_weights_sha256"] == weights_sha256(tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]["init_weights_sha256"] is None
     further, _ = load_speech_model(tmp_path / "more" / "last")
     for (name, a), (_, b) in zip(source.state_dict().items(), further.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9, msg=name)  # lr 1e-12: one step moves nothing

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from linseq.data.speech.mixer import check_mixture_options
 from linseq.experiments.speech_enhancement.checkpoint import (
-    build_model, load_speech_model, load_training_state, save_speech_checkpoint,
+    build_model, load_speech_model, load_training_state, save_speech_checkpoint, weights_sha256,
 )
 from linseq.experiments.speech_enhancement.metrics import available_metrics, evaluate_pairs, mean_metrics, selection_score
 from linseq.experiments.speech_enhancement.stoi_loss import negative_stoi
@@ -366,13 +366,15 @@ def train_speech(
     step, elapsed_before, history, validations = 0, 0.0, [], []
     best: dict[str, Any] | None = None
     resumed_ema: float | None = None
+    init_sha: str | None = None  # the weights a run started from, so a result can name its parent checkpoint
     if cfg.resume and (out / "last" / "trainer_state.json").is_file():
         state = load_training_state(out / "last", model, optimizer)
         step, elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
         history, validations, best = state.get("history", []), state.get("validations", []), state.get("best")
-        resumed_ema = state.get("loss_ema")
+        resumed_ema, init_sha = state.get("loss_ema"), state.get("init_weights_sha256")
     elif cfg.init_from is not None:
         init_weights(model, cfg.init_from)
+        init_sha = weights_sha256(cfg.init_from)
     amp = resolve_amp(cfg.amp, model, device, drop_band)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
@@ -385,7 +387,7 @@ def train_speech(
         prefetch_factor=4 if cfg.num_workers > 0 else None,
     )
     settings = {**asdict(cfg), "batch_size": batch_size, "amp_resolved": amp, "drop_band_used": drop_band,
-                "model_config": cfg.model_settings(), "device_resolved": str(device)}
+                "model_config": cfg.model_settings(), "device_resolved": str(device), "init_weights_sha256": init_sha}
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else math.inf
     t_start = time.perf_counter()
     timing = {"before_loop_s": round(t_start - t_entry, 2)}
@@ -419,7 +421,7 @@ def train_speech(
         bar.write(f"validation at step {step} ({v['elapsed_s']:.0f} s): score {v['score']:.4f}; {scores}"
                   + (" (best so far)" if improved else ""))
         trainer_state = {"step": step, "elapsed_s": elapsed(), "history": history, "validations": validations,
-                         "best": best, "loss_ema": loss_ema}
+                         "best": best, "loss_ema": loss_ema, "init_weights_sha256": init_sha}
         save_speech_checkpoint(out / "last", model, info, optimizer=optimizer, trainer_state=trainer_state)
         save_json(out / "metrics.json", summary())
 
