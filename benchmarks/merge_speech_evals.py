@@ -6,7 +6,8 @@ run's results JSON, so render_speech_table.py shows them with their provenance.
 
 Each EVAL.json is an ``eval_<name>.json`` written by ``linseq speech eval --out``; ``<name>`` becomes the row. With
 ``--manifest``, an evaluation is accepted only if its test set's manifest equals the run's (the pools folder path
-aside; the copy beside EVAL.json is used when there is one), so every row is measured on the same clips.
+aside; the copy beside EVAL.json is used when there is one), so every row is measured on the same clips. A
+``test_set_manifest.sha256`` (store_speech_manifests.py) stands for the stored copy it names.
 
 A model trained further over several runs (``linseq speech train --init-from``) enters as its own row:
 
@@ -15,7 +16,8 @@ A model trained further over several runs (``linseq speech train --init-from``) 
 
 ``--chain`` lists each run's training metrics in order; the steps up to each run's best checkpoint (the one the
 next run started from) are summed into the row's label and training entry. ``--single METRICS.json`` does the same
-for one run from scratch that gets its own row.
+for one run from scratch that gets its own row; with ``--after ROW`` for one run that started from the checkpoint
+evaluated in ROW (e.g. an averaged one), checked by weight hash where the run recorded its starting weights.
 
 Pools rebuilt on another machine give a test set with the same clips whose manifest differs only in the pools'
 hash. ``--rebuilt-noisy EVAL_NOISY.json`` (the noisy input evaluated on that test set) accepts such evaluations
@@ -26,14 +28,30 @@ when every noisy mean is within 0.01 of the run's noisy row, and says so in the 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
 from linseq.experiments.speech_enhancement.training import wave_loss_terms
 
 
+def read_manifest(path: Path) -> dict:
+    """A test-set manifest from its JSON or from a ``test_set_manifest.sha256`` reference to a stored copy (see
+    store_speech_manifests.py), whose hash is checked."""
+    if path.suffix != ".sha256":
+        return json.loads(path.read_text())
+    digest, relative = path.read_text().split(maxsplit=1)
+    stored = path.parent / relative.strip()
+    if not stored.is_file():
+        raise SystemExit(f"{path}: the manifest it names ({stored}) is missing")
+    data = stored.read_bytes()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise SystemExit(f"{path}: {stored} does not have the recorded SHA-256")
+    return json.loads(data)
+
+
 def _manifest_key(path: Path) -> dict:
-    data = json.loads(path.read_text())
+    data = read_manifest(path)
     data.pop("pools_dir", None)
     return data
 
@@ -75,7 +93,8 @@ def merge(run: dict, evals: list[Path], manifest: Path | None, name: str | None 
         if reference is not None:
             # the manifest saved beside the evaluation or beside its eval/ folder (a GPU run's copy), else the
             # test set's own
-            beside = [d / "test_set_manifest.json" for d in (path.parent, path.parent.parent)]
+            beside = [d / f"test_set_manifest.{kind}" for d in (path.parent, path.parent.parent)
+                      for kind in ("json", "sha256")]
             test_manifest = next((m for m in beside if m.is_file()), Path(data.get("test_set", "")) / "manifest.json")
             rebuilt = False
             if not test_manifest.is_file():
@@ -109,6 +128,19 @@ def averaged_suffix(run: dict, evaluation: dict, rows: list[str]) -> str:
     if sorted(run["evals"][r]["weights_sha256"] for r in rows) != sorted(s["weights_sha256"] for s in sources):
         raise SystemExit(f"--averaged: the averaged checkpoint's sources are not the checkpoints of rows {rows}")
     return f", mean weights of the checkpoints of {', '.join(rows)} (`linseq speech average`)"
+
+
+def parent_checked(run: dict, row: str, config: dict) -> bool:
+    """Whether a run trained with ``config`` is checked to have started from the checkpoint evaluated in ``row``
+    of ``run``: True when its recorded ``init_weights_sha256`` is that row's weights, False when the run predates
+    the record; SystemExit when the row is unknown or the weights differ."""
+    parent = run.get("evals", {}).get(row, {}).get("weights_sha256")
+    if not parent:
+        raise SystemExit(f"--after: no evaluated weights recorded for row {row!r}")
+    started = config.get("init_weights_sha256")
+    if started is not None and started != parent:
+        raise SystemExit(f"--after: the run started from other weights than row {row!r}'s checkpoint")
+    return started is not None
 
 
 def _schedule(config: dict) -> str:
@@ -155,13 +187,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="results.json of the GPU run")
     p.add_argument("evals", type=Path, nargs="+", help="eval_<name>.json files")
-    p.add_argument("--manifest", type=Path, default=None, help="the run's test_set_manifest.json")
+    p.add_argument("--manifest", type=Path, default=None,
+                   help="the run's test_set_manifest.json (or its .sha256 reference to a stored copy)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", default=None, help="row name for a single EVAL.json (default: from its file name)")
     p.add_argument("--chain", type=Path, nargs="+", default=None,
                    help="metrics.json of each chained training run, in order (needs --name)")
     p.add_argument("--single", type=Path, default=None,
                    help="metrics.json of one training run from scratch that gets its own row (needs --name)")
+    p.add_argument("--after", default=None, metavar="ROW",
+                   help="with --single: the run started from the checkpoint evaluated in ROW (e.g. an averaged one); "
+                        "checked by weight hash where the run recorded the weights it started from")
     p.add_argument("--averaged", nargs="+", default=None, metavar="ROW",
                    help="rows whose evaluated checkpoints the single EVAL.json's weights average (`linseq speech "
                         "average`); their weight hashes must be the averaged checkpoint's sources (needs --name)")
@@ -178,13 +214,20 @@ def main() -> None:
         last = _departures(json.loads(args.chain[-1].read_text())["config"])
         suffix = f", trained further ({len(args.chain)} runs, {t['steps']:,} steps{'; last: ' + last if last else ''})"
         run.setdefault("training", {})[args.name] = t
+    if args.after and not args.single:
+        raise SystemExit("--after needs --single (the run that started from ROW's checkpoint)")
     if args.single:
         if not args.name or args.chain:
             raise SystemExit("--single needs --name and no --chain")
         t = chained_training([args.single])
         metrics = json.loads(args.single.read_text())
         config, device = metrics["config"], metrics.get("meta", {}).get("device", "?")
-        suffix = f", one run ({config.get('max_minutes'):g} min on {device}, {t['steps']:,} steps, {_schedule(config)})"
+        start = ""
+        if args.after:
+            t.update(after_row=args.after, after_checked_by_hash=parent_checked(run, args.after, config))
+            start = f" from the checkpoint of {args.after}"
+        suffix = (f", one run{start} ({config.get('max_minutes'):g} min on {device}, {t['steps']:,} steps, "
+                  f"{_schedule(config)})")
         run.setdefault("training", {})[args.name] = t
     if args.averaged:
         if not args.name or args.chain or args.single or len(args.evals) != 1:

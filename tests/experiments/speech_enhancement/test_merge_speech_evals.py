@@ -83,3 +83,46 @@ def test_an_averaged_row_must_average_exactly_the_named_rows_checkpoints(load_sc
         mod.averaged_suffix(run, soup, ["a", "noisy"])
     with pytest.raises(SystemExit, match="not an average"):
         mod.averaged_suffix(run, {"model_config": {"model": "fast_fullsubnet"}}, ["a", "b"])
+
+
+def test_a_run_after_a_row_is_checked_against_that_rows_weights_where_it_recorded_them(load_script):
+    mod = load_script("benchmarks/merge_speech_evals.py")
+    run = {"evals": {"soup": {"weights_sha256": "ss"}, "noisy": {"weights_sha256": None}}}
+    assert mod.parent_checked(run, "soup", {"init_weights_sha256": "ss"}) is True
+    assert mod.parent_checked(run, "soup", {"init_from": "/somewhere"}) is False  # a run from before the record
+    with pytest.raises(SystemExit, match="other weights than row 'soup'"):
+        mod.parent_checked(run, "soup", {"init_weights_sha256": "tt"})
+    with pytest.raises(SystemExit, match="no evaluated weights recorded for row 'noisy'"):
+        mod.parent_checked(run, "noisy", {"init_weights_sha256": "ss"})
+    with pytest.raises(SystemExit, match="no evaluated weights recorded for row 'gone'"):
+        mod.parent_checked(run, "gone", {})
+
+
+def test_stored_manifests_are_kept_once_and_read_back_through_their_checked_references(tmp_path, load_script):
+    store_mod = load_script("benchmarks/store_speech_manifests.py")
+    merge_mod = load_script("benchmarks/merge_speech_evals.py")
+    manifest = {"format": "linseq-speech-testset", "params": {"seed": 1}, "clips": [{"name": "c0", "snr": 3}]}
+    other = {**manifest, "clips": [{"name": "c1", "snr": 9}]}
+    root, store = tmp_path / "speech", tmp_path / "speech" / "test_set_manifests"
+    for folder, content in (("run_a", manifest), ("run_b/x", manifest), ("run_c", other)):
+        _write(root / folder / "test_set_manifest.json", content)
+    changed = store_mod.store_manifests(root, store)
+    assert len(changed) == 3 and len(list(store.glob("*.json"))) == 2
+    assert not list(root.glob("run_*/**/test_set_manifest.json"))
+    assert store_mod.store_manifests(root, store) == []  # again: nothing to do
+    reference = root / "run_b" / "x" / "test_set_manifest.sha256"
+    assert merge_mod.read_manifest(reference) == manifest
+    assert merge_mod.read_manifest(root / "run_c" / "test_set_manifest.sha256") == other
+    # an evaluation beside a reference merges against the run's reference like against its JSON
+    model = _write(root / "run_b" / "x" / "eval" / "eval_model.json", {"label": "M", "subsets": _subsets(2.9)})
+    merged = merge_mod.merge({"evals": {}}, [model], root / "run_a" / "test_set_manifest.sha256")
+    assert merged["evals"]["model"]["label"] == "M"
+    with pytest.raises(SystemExit, match="differs"):
+        merge_mod.merge({"evals": {}}, [model], root / "run_c" / "test_set_manifest.sha256")
+    stored = store / reference.read_text().split()[0]
+    stored.with_suffix(".json").write_text(json.dumps(other))  # edited after storing: refused
+    with pytest.raises(SystemExit, match="does not have the recorded SHA-256"):
+        merge_mod.read_manifest(reference)
+    stored.with_suffix(".json").unlink()
+    with pytest.raises(SystemExit, match="is missing"):
+        merge_mod.read_manifest(reference)
