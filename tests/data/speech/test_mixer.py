@@ -109,6 +109,8 @@ def test_mixer_argument_errors(tiny_pools):
         SpeechMixer(tiny_pools, segment_seconds=0)
     with pytest.raises(ValueError, match="noise_sampling"):
         SpeechMixer(tiny_pools, noise_sampling="x")
+    with pytest.raises(ValueError, match=r"snr_range must be \(low, high\) in dB with low <= high; got \(5, 1\)"):
+        SpeechMixer(tiny_pools, snr_range=(5, 1))
     with pytest.raises(IndexError):
         SpeechMixer(tiny_pools, num_items=3).mix(3)
 

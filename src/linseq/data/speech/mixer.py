@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -61,9 +61,13 @@ def shape_spectrum(x: np.ndarray, gains_db: np.ndarray, freqs_hz: tuple[float, .
     return np.fft.irfft(np.fft.rfft(x) * 10 ** (curve / 20), len(x))
 
 
-def check_mixture_options(clean_proportion: float, speech_eq_db: float) -> None:
-    """ValueError (one line) for a ``clean_proportion`` outside [0, 1) or a ``speech_eq_db`` outside [0, 20] dB;
-    the trainer calls it before it decodes the pools."""
+def check_mixture_options(clean_proportion: float, speech_eq_db: float,
+                          snr_range: Sequence[float] | None = None) -> None:
+    """ValueError (one line) for a ``clean_proportion`` outside [0, 1), a ``speech_eq_db`` outside [0, 20] dB or an
+    ``snr_range`` that is not ``(low, high)`` with low <= high (None: not checked); the trainer calls it before it
+    decodes the pools."""
+    if snr_range is not None and (len(snr_range) != 2 or snr_range[0] > snr_range[1]):
+        raise ValueError(f"snr_range must be (low, high) in dB with low <= high; got {tuple(snr_range)}")
     if not 0.0 <= clean_proportion < 1.0:
         raise ValueError(f"clean_proportion must be in [0, 1); got {clean_proportion}")
     if not 0.0 <= speech_eq_db <= 20.0:
@@ -148,13 +152,11 @@ class SpeechMixer(torch.utils.data.Dataset):
             raise ValueError(f"segment_seconds must be positive; got {segment_seconds}")
         if num_items <= 0:
             raise ValueError(f"num_items must be positive; got {num_items}")
-        if snr_range[0] > snr_range[1]:
-            raise ValueError(f"snr_range must be (low, high) with low <= high; got {snr_range}")
         if level_range[0] >= level_range[1]:
             raise ValueError(f"level_range must be (low, high) with low < high; got {level_range}")
         if not 0.0 <= reverb_proportion <= 1.0:
             raise ValueError(f"reverb_proportion must be in [0, 1]; got {reverb_proportion}")
-        check_mixture_options(clean_proportion, speech_eq_db)
+        check_mixture_options(clean_proportion, speech_eq_db, snr_range)
         if noise_sampling not in ("family", "clip"):
             raise ValueError(f"noise_sampling must be 'family' or 'clip'; got {noise_sampling!r}")
         self.pool = SplitPool(pools_dir, split)

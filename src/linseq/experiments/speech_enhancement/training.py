@@ -135,9 +135,7 @@ class TrainConfig:
         if not self.lr > 0 or (cosine and not 0 <= self.lr_min <= self.lr) or self.warmup_steps < 0:
             raise ValueError(f"need lr > 0, warmup_steps >= 0 and (cosine) 0 <= lr_min <= lr; got lr={self.lr}, "
                              f"lr_min={self.lr_min}, warmup_steps={self.warmup_steps}")
-        check_mixture_options(self.clean_proportion, self.speech_eq_db)
-        if self.snr_range is not None and (len(self.snr_range) != 2 or self.snr_range[0] > self.snr_range[1]):
-            raise ValueError(f"snr_range must be (low, high) in dB with low <= high; got {self.snr_range}")
+        check_mixture_options(self.clean_proportion, self.speech_eq_db, self.snr_range)
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {AMP_MODES}; got {self.amp!r}")
         if self.save_dtype not in ("float16", "float32", "bfloat16"):
