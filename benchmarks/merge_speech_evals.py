@@ -170,6 +170,8 @@ def _departures(config: dict) -> str:
     terms = wave_loss_terms(config.get("sisdr_weight"), config.get("stoi_weight"))
     if terms:
         parts.append("loss + " + " + ".join(terms))
+    if config.get("ema_decay"):
+        parts.append(f"weight EMA {config['ema_decay']:g}")
     return ", ".join(parts)
 
 

@@ -95,6 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="add this × (−STOI-like intelligibility, 0..1) of the enhanced wave to the loss (default 0): "
                         "STOI's band envelopes and 384 ms correlations on the 16 kHz wave, close to pystoi's value. "
                         "`benchmarks/speech_loss_balance.py` prints its gradient against the cRM loss's")
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help="keep an exponential moving average of the weights with this decay per step (e.g. 0.999, "
+                        "about the last 1,000 steps; default 0: off); validation and the best checkpoint use the "
+                        "average")
     p.add_argument("--warmup-steps", type=int, default=None,
                    help="linear learning-rate warm-up steps (default 0; useful with --init-from)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: preset)")
@@ -250,6 +254,7 @@ def _train(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup_steps, snr_range=tuple(args.snr_range) if args.snr_range else None,
         extra_noise=tuple(args.extra_noise) if args.extra_noise else None, sisdr_weight=args.sisdr_weight,
         stoi_weight=args.stoi_weight, clean_proportion=args.clean_proportion, speech_eq_db=args.speech_eq_db,
+        ema_decay=args.ema_decay,
     )
     if args.minutes is not None and args.steps is None:
         cfg.steps = None  # a time budget alone

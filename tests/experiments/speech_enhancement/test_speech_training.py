@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 from linseq.experiments.speech_enhancement.checkpoint import (
@@ -92,10 +93,11 @@ def test_stoi_term_reaches_the_model_and_bad_weights_are_refused(tmp_path):
             TrainConfig.from_preset("ci", out=str(tmp_path / "x"), **bad).check()
 
 
-def test_resume_continues_exactly(tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.8])
+def test_resume_continues_exactly(tmp_path, ema_decay):
     data = FixedSet(n=8)
     val = make_validation_set(SyntheticMixtures(1, 1.0, seed=6), 1)
-    full = train_speech(_cfg(tmp_path / "a", seed=3), data, val, progress=False)
+    full = train_speech(_cfg(tmp_path / "a", seed=3, ema_decay=ema_decay), data, val, progress=False)
 
     class Stop(Exception):
         pass
@@ -105,13 +107,17 @@ def test_resume_continues_exactly(tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        train_speech(_cfg(tmp_path / "b", seed=3), data, val, progress=False, on_step=interrupt)
-    resumed = train_speech(_cfg(tmp_path / "b", seed=3, resume=True), data, val, progress=False)
+        train_speech(_cfg(tmp_path / "b", seed=3, ema_decay=ema_decay), data, val, progress=False, on_step=interrupt)
+    resumed = train_speech(_cfg(tmp_path / "b", seed=3, resume=True, ema_decay=ema_decay), data, val, progress=False)
     assert resumed["steps"] == full["steps"] == 6
     a, _ = load_speech_model(tmp_path / "a" / "run" / "last")
     b, _ = load_speech_model(tmp_path / "b" / "run" / "last")
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+    if ema_decay:  # the weight average resumes too
+        ema_a, ema_b = (load_file(str(tmp_path / r / "run" / "last" / "ema.safetensors")) for r in "ab")
+        for name, p in ema_a.items():
+            torch.testing.assert_close(p, ema_b[name], rtol=1e-5, atol=1e-6, msg=name)
     assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in full["history"]], rel=1e-5)
 
 

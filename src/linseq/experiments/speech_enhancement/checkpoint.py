@@ -27,6 +27,7 @@ from linseq.models.speech import FastFullSubNet, FullSubNet, SpeechMaskModel
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
+EMA_FILE = "ema.safetensors"
 TRAINER_FILE = "trainer_state.json"
 FORMAT = "linseq-speech-enhancement"
 MODEL_KINDS = ("fast_fullsubnet", "fullsubnet")
@@ -86,12 +87,13 @@ def replace_dir(tmp: Path, final: Path) -> None:
 def save_speech_checkpoint(
     path: str | os.PathLike, model: SpeechMaskModel, info: dict[str, Any] | None = None,
     dtype: torch.dtype = torch.float32, optimizer: torch.optim.Optimizer | None = None,
-    trainer_state: dict[str, Any] | None = None,
+    trainer_state: dict[str, Any] | None = None, ema: SpeechMaskModel | None = None,
 ) -> Path:
     """Write the checkpoint folder ``path`` atomically; returns it.
 
     ``info`` (step, metrics, ...) is stored in config.json beside the model config. ``dtype=torch.float16`` halves
-    the file (weights are cast back to float32 on load). ``optimizer``/``trainer_state`` add the resume files.
+    the file (weights are cast back to float32 on load). ``optimizer``/``trainer_state`` add the resume files, and
+    ``ema`` the weight average of a run that keeps one (float32, ``ema.safetensors``).
     """
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"dtype must be float32, float16 or bfloat16; got {dtype}")
@@ -107,6 +109,8 @@ def save_speech_checkpoint(
             tensors, groups = optimizer_to_tensors(optimizer)
             save_file(tensors, str(tmp / OPTIMIZER_FILE))
             save_json(tmp / TRAINER_FILE, {**(trainer_state or {}), "optimizer_param_groups": groups})
+        if ema is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}, str(tmp / EMA_FILE))
     return path
 
 
@@ -178,15 +182,21 @@ def load_speech_model(
 
 
 def load_training_state(
-    path: str | os.PathLike, model: SpeechMaskModel, optimizer: torch.optim.Optimizer
+    path: str | os.PathLike, model: SpeechMaskModel, optimizer: torch.optim.Optimizer,
+    ema: SpeechMaskModel | None = None,
 ) -> dict[str, Any]:
-    """Restore weights and optimizer from a ``last/`` folder written with an optimizer; returns the trainer state."""
+    """Restore weights and optimizer from a ``last/`` folder written with an optimizer; returns the trainer state.
+    With ``ema``, the weight average is restored too: from ``ema.safetensors``, or, where the run kept none, from
+    the restored weights (``state["ema_restored"]`` says which)."""
     path = Path(path)
     try:
         state = json.loads((path / TRAINER_FILE).read_text())
         model.load_state_dict(load_file(str(path / MODEL_FILE)))
         tensors = load_file(str(path / OPTIMIZER_FILE))
         optimizer.load_state_dict(optimizer_from_tensors(tensors, state.pop("optimizer_param_groups")))
+        if ema is not None:
+            state["ema_restored"] = (path / EMA_FILE).is_file()
+            ema.load_state_dict(load_file(str(path / EMA_FILE)) if state["ema_restored"] else model.state_dict())
     except FileNotFoundError as err:
         raise FileNotFoundError(f"cannot resume from {path}: {Path(err.filename or '?').name} is missing") from None
     except (ValueError, RuntimeError, KeyError) as err:

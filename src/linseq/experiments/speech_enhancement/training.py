@@ -14,8 +14,10 @@
 - Validation every ``val_every`` steps on a small fixed set of longer clips: STOI, WB-PESQ (if ``pesq`` is
   installed) and SI-SDR; the model is selected by FullSubNet's score ``(STOI + (WB_PESQ + 0.5) / 5) / 2``
   (:func:`~linseq.experiments.speech_enhancement.metrics.selection_score` gives the fallbacks).
+- Optional beyond the recipe: ``ema_decay`` keeps an exponential moving average of the weights
+  (:mod:`~linseq.experiments.speech_enhancement.weight_ema`); validation and ``best/`` then use the average.
 - Checkpoints: ``OUT/best/`` (best validation score, float16 by default) and ``OUT/last/`` (float32 weights,
-  optimizer and trainer state for ``resume``), each written atomically; ``OUT/metrics.json`` (history,
+  optimizer, trainer state and any weight average, for ``resume``), each written atomically; ``OUT/metrics.json`` (history,
   validations, run metadata) and ``OUT/loss.png``.
 - Budgets: ``steps`` and/or ``max_minutes`` (wall clock of the training loop, validations included), so several
   models can be trained for equal time or for equal steps.
@@ -39,6 +41,7 @@ from linseq.experiments.speech_enhancement.checkpoint import (
 )
 from linseq.experiments.speech_enhancement.metrics import available_metrics, evaluate_pairs, mean_metrics, selection_score
 from linseq.experiments.speech_enhancement.stoi_loss import negative_stoi
+from linseq.experiments.speech_enhancement.weight_ema import WeightEMA
 from linseq.io import run_metadata, save_json
 from linseq.models.speech import FullSubNet, SpeechMaskModel, apply_crm, build_crm, enhance_spectrum, istft, stft
 from linseq.models.speech.fullsubnet import gather_bins
@@ -83,6 +86,7 @@ class TrainConfig:
     clip_grad: float = 10.0
     sisdr_weight: float = 0.0  # adds this × (−SI-SDR in dB) of the enhanced wave to the cRM loss (0: cRM only)
     stoi_weight: float = 0.0  # adds this × (−STOI-like intelligibility, stoi_loss.py) of the enhanced wave
+    ema_decay: float = 0.0  # > 0: validate and save a moving average of the weights (weight_ema.py); 0: off
     steps: int | None = None
     max_minutes: float | None = None
     val_every: int = 300
@@ -136,6 +140,8 @@ class TrainConfig:
             raise ValueError(f"need lr > 0, warmup_steps >= 0 and (cosine) 0 <= lr_min <= lr; got lr={self.lr}, "
                              f"lr_min={self.lr_min}, warmup_steps={self.warmup_steps}")
         check_mixture_options(self.clean_proportion, self.speech_eq_db, self.snr_range)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: no weight average); got {self.ema_decay}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {AMP_MODES}; got {self.amp!r}")
         if self.save_dtype not in ("float16", "float32", "bfloat16"):
@@ -365,14 +371,18 @@ def train_speech(
     best: dict[str, Any] | None = None
     resumed_ema: float | None = None
     init_sha: str | None = None  # the weights a run started from, so a result can name its parent checkpoint
+    averaged = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    average_model = averaged.model if averaged is not None else None
     if cfg.resume and (out / "last" / "trainer_state.json").is_file():
-        state = load_training_state(out / "last", model, optimizer)
+        state = load_training_state(out / "last", model, optimizer, average_model)
         step, elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
         history, validations, best = state.get("history", []), state.get("validations", []), state.get("best")
         resumed_ema, init_sha = state.get("loss_ema"), state.get("init_weights_sha256")
     elif cfg.init_from is not None:
         init_weights(model, cfg.init_from)
         init_sha = weights_sha256(cfg.init_from)
+        if average_model is not None:
+            average_model.load_state_dict(model.state_dict())
     amp = resolve_amp(cfg.amp, model, device, drop_band)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
@@ -406,21 +416,23 @@ def train_speech(
 
     def checkpoint_and_validate() -> None:
         nonlocal best
-        v = validate(model, val_set, device)
+        scored = model if average_model is None else average_model  # what validation measures, best/ keeps
+        v = validate(scored, val_set, device)
         v.update(step=step, elapsed_s=round(elapsed(), 2))
         validations.append(v)
         info = {"step": step, "metrics": v, "elapsed_s": v["elapsed_s"], "train_config": settings}
         improved = best is None or v["score"] > best["score"]
         if improved:
             best = dict(v)
-            save_speech_checkpoint(out / "best", model, info, dtype=getattr(torch, cfg.save_dtype))
+            save_speech_checkpoint(out / "best", scored, info, dtype=getattr(torch, cfg.save_dtype))
         # one line per validation, also without the bar: a run stopped from outside still leaves its trace
         scores = ", ".join(f"{k} {v[k]:.3f}" for k in ("WB_PESQ", "STOI", "SI_SDR") if k in v)
         bar.write(f"validation at step {step} ({v['elapsed_s']:.0f} s): score {v['score']:.4f}; {scores}"
                   + (" (best so far)" if improved else ""))
         trainer_state = {"step": step, "elapsed_s": elapsed(), "history": history, "validations": validations,
                          "best": best, "loss_ema": loss_ema, "init_weights_sha256": init_sha}
-        save_speech_checkpoint(out / "last", model, info, optimizer=optimizer, trainer_state=trainer_state)
+        save_speech_checkpoint(out / "last", model, info, optimizer=optimizer, trainer_state=trainer_state,
+                               ema=average_model)
         save_json(out / "metrics.json", summary())
 
     from tqdm.auto import tqdm
@@ -446,6 +458,8 @@ def train_speech(
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
+            if averaged is not None:
+                averaged.update(model, step)
             step += 1
             if "first_step_s" not in timing:
                 timing["first_step_s"] = round(time.perf_counter() - t_start, 2)
