@@ -228,7 +228,7 @@ def main() -> None:
         if args.after:
             t.update(after_row=args.after, after_checked_by_hash=parent_checked(run, args.after, config))
             start = f" from the checkpoint of {args.after}"
-        suffix = (f", one run{start} ({config.get('max_minutes'):g} min on {device}, {t['steps']:,} steps, "
+        suffix = (f", one run{start} ({config.get('max_minutes'):.3g} min on {device}, {t['steps']:,} steps, "
                   f"{_schedule(config)})")
         run.setdefault("training", {})[args.name] = t
     if args.averaged:
