@@ -17,8 +17,8 @@
 - Optional beyond the recipe: ``ema_decay`` keeps an exponential moving average of the weights
   (:mod:`~linseq.experiments.speech_enhancement.weight_ema`); validation and ``best/`` then use the average.
 - Checkpoints: ``OUT/best/`` (best validation score, float16 by default) and ``OUT/last/`` (float32 weights,
-  optimizer, trainer state and any weight average, for ``resume``), each written atomically; ``OUT/metrics.json`` (history,
-  validations, run metadata) and ``OUT/loss.png``.
+  optimizer, trainer state and any weight average, for ``resume``), each written atomically;
+  ``OUT/metrics.json`` (history, validations, run metadata) and ``OUT/loss.png``.
 - Budgets: ``steps`` and/or ``max_minutes`` (wall clock of the training loop, validations included), so several
   models can be trained for equal time or for equal steps.
 """
@@ -369,7 +369,7 @@ def train_speech(
 
     step, elapsed_before, history, validations = 0, 0.0, [], []
     best: dict[str, Any] | None = None
-    resumed_ema: float | None = None
+    resumed_loss_ema: float | None = None
     init_sha: str | None = None  # the weights a run started from, so a result can name its parent checkpoint
     averaged = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     average_model = averaged.model if averaged is not None else None
@@ -377,7 +377,7 @@ def train_speech(
         state = load_training_state(out / "last", model, optimizer, average_model)
         step, elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
         history, validations, best = state.get("history", []), state.get("validations", []), state.get("best")
-        resumed_ema, init_sha = state.get("loss_ema"), state.get("init_weights_sha256")
+        resumed_loss_ema, init_sha = state.get("loss_ema"), state.get("init_weights_sha256")
     elif cfg.init_from is not None:
         init_weights(model, cfg.init_from)
         init_sha = weights_sha256(cfg.init_from)
@@ -439,7 +439,7 @@ def train_speech(
 
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"{cfg.model} m={cfg.shrink} {cfg.sequence}"
                if cfg.model == "fast_fullsubnet" else f"fullsubnet {cfg.sequence}", unit="step", dynamic_ncols=True)
-    loss_ema, t_log, s_log = resumed_ema, time.perf_counter(), step
+    loss_ema, t_log, s_log = resumed_loss_ema, time.perf_counter(), step
     t_val = t_log
     done = (cfg.steps is not None and step >= cfg.steps) or elapsed() >= budget_s
     data = iter(loader)
