@@ -121,6 +121,22 @@ def test_resume_continues_exactly(tmp_path, ema_decay):
     assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in full["history"]], rel=1e-5)
 
 
+def test_training_with_ema_validates_and_keeps_the_average(tmp_path):
+    cfg = _cfg(tmp_path, steps=4, val_every=4, val_items=1, save_dtype="float32", lr=3e-3, ema_decay=0.5)
+    train_speech(cfg, FixedSet(), make_validation_set(SyntheticMixtures(1, 1.0, seed=5), 1), progress=False)
+    best, config = load_speech_model(tmp_path / "run" / "best")
+    average = load_file(str(tmp_path / "run" / "last" / "ema.safetensors"))
+    raw = load_file(str(tmp_path / "run" / "last" / "model.safetensors"))
+    assert config["train_config"]["ema_decay"] == 0.5
+    moved = False
+    for name, value in best.state_dict().items():
+        torch.testing.assert_close(value, average[name], msg=name)  # best/ holds the average, not the raw weights
+        moved |= not torch.equal(average[name], raw[name])
+    assert moved
+    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
+        train_speech(_cfg(tmp_path, steps=1, ema_decay=1.0, out=str(tmp_path / "x")), FixedSet(), [], progress=False)
+
+
 def test_progress_false_draws_no_bar(tmp_path, capsys):
     """A parameter named progress was shadowed by a helper of the same name, so the bar always ran and filled
     device logs with it."""

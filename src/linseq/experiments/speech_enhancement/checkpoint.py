@@ -98,8 +98,7 @@ def save_speech_checkpoint(
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"dtype must be float32, float16 or bfloat16; got {dtype}")
     path = Path(path)
-    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
-             for k, v in model.state_dict().items()}
+    state = _cpu_state(model, dtype)
     config = {"format": FORMAT, **model_config(model), "dtype": str(dtype).replace("torch.", ""),
               "parameters": sum(p.numel() for p in model.parameters()), **(info or {})}
     with staged_dir(path) as tmp:
@@ -110,8 +109,14 @@ def save_speech_checkpoint(
             save_file(tensors, str(tmp / OPTIMIZER_FILE))
             save_json(tmp / TRAINER_FILE, {**(trainer_state or {}), "optimizer_param_groups": groups})
         if ema is not None:
-            save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}, str(tmp / EMA_FILE))
+            save_file(_cpu_state(ema, torch.float32), str(tmp / EMA_FILE))
     return path
+
+
+def _cpu_state(model: SpeechMaskModel, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """``model``'s state dict on the CPU, floating-point tensors in ``dtype``, ready for safetensors."""
+    return {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+            for k, v in model.state_dict().items()}
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
@@ -187,7 +192,7 @@ def load_training_state(
 ) -> dict[str, Any]:
     """Restore weights and optimizer from a ``last/`` folder written with an optimizer; returns the trainer state.
     With ``ema``, the weight average is restored too: from ``ema.safetensors``, or, where the run kept none, from
-    the restored weights (``state["ema_restored"]`` says which)."""
+    the restored weights."""
     path = Path(path)
     try:
         state = json.loads((path / TRAINER_FILE).read_text())
@@ -195,8 +200,8 @@ def load_training_state(
         tensors = load_file(str(path / OPTIMIZER_FILE))
         optimizer.load_state_dict(optimizer_from_tensors(tensors, state.pop("optimizer_param_groups")))
         if ema is not None:
-            state["ema_restored"] = (path / EMA_FILE).is_file()
-            ema.load_state_dict(load_file(str(path / EMA_FILE)) if state["ema_restored"] else model.state_dict())
+            kept = path / EMA_FILE
+            ema.load_state_dict(load_file(str(kept)) if kept.is_file() else model.state_dict())
     except FileNotFoundError as err:
         raise FileNotFoundError(f"cannot resume from {path}: {Path(err.filename or '?').name} is missing") from None
     except (ValueError, RuntimeError, KeyError) as err:

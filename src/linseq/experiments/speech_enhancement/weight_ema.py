@@ -18,8 +18,8 @@ from linseq.models.speech import SpeechMaskModel
 
 
 class WeightEMA:
-    """``ema.model`` holds the moving average of ``model``'s floating-point parameters and buffers (float32, same
-    device); other buffers are copied. Call :meth:`update` after every optimizer step."""
+    """``ema.model`` holds the moving average of ``model``'s floating-point parameters and buffers (a copy of the
+    model: same dtype and device); other buffers are copied. Call :meth:`update` after every optimizer step."""
 
     def __init__(self, model: SpeechMaskModel, decay: float):
         if not 0.0 < decay < 1.0:
