@@ -18,6 +18,9 @@ A model trained further over several runs (``linseq speech train --init-from``) 
 next run started from) are summed into the row's label and training entry. ``--single METRICS.json`` does the same
 for one run from scratch that gets its own row; with ``--after ROW`` for one run that started from the checkpoint
 evaluated in ROW (e.g. an averaged one), checked by weight hash where the run recorded its starting weights.
+``--averaged ROW...`` enters a mean of checkpoints (``linseq speech average``) evaluated in those rows;
+``--averaged-runs METRICS...`` one of runs' ``best/`` checkpoints that were not evaluated alone, named by the weight
+hash each run recorded (``best.weights_sha256``), so only the mean costs a test-set evaluation.
 
 Pools rebuilt on another machine give a test set with the same clips whose manifest differs only in the pools'
 hash. ``--rebuilt-noisy EVAL_NOISY.json`` (the noisy input evaluated on that test set) accepts such evaluations
@@ -116,18 +119,55 @@ def merge(run: dict, evals: list[Path], manifest: Path | None, name: str | None 
     return run
 
 
-def averaged_suffix(run: dict, evaluation: dict, rows: list[str]) -> str:
-    """Label suffix of an averaged checkpoint's row, after checking that the checkpoint evaluated in
-    ``evaluation`` is the mean of exactly the checkpoints evaluated in ``rows`` of ``run`` (by weight hashes)."""
+def _averaged_sources(evaluation: dict) -> list[str]:
+    """Sorted weight hashes of the checkpoints averaged into the one ``evaluation`` measured."""
     sources = (evaluation.get("model_config") or {}).get("averaged_from")
     if not sources:
         raise SystemExit("--averaged: the evaluated checkpoint is not an average (no averaged_from in its config)")
+    return sorted(s["weights_sha256"] for s in sources)
+
+
+def averaged_suffix(run: dict, evaluation: dict, rows: list[str]) -> str:
+    """Label suffix of an averaged checkpoint's row, after checking that the checkpoint evaluated in
+    ``evaluation`` is the mean of exactly the checkpoints evaluated in ``rows`` of ``run`` (by weight hashes)."""
+    sources = _averaged_sources(evaluation)
     missing = [r for r in rows if not run.get("evals", {}).get(r, {}).get("weights_sha256")]
     if missing:
         raise SystemExit(f"--averaged: no evaluated weights recorded for rows {missing}")
-    if sorted(run["evals"][r]["weights_sha256"] for r in rows) != sorted(s["weights_sha256"] for s in sources):
+    if sorted(run["evals"][r]["weights_sha256"] for r in rows) != sources:
         raise SystemExit(f"--averaged: the averaged checkpoint's sources are not the checkpoints of rows {rows}")
     return f", mean weights of the checkpoints of {', '.join(rows)} (`linseq speech average`)"
+
+
+def averaged_runs(run: dict, evaluation: dict, metrics: list[Path], after: str | None) -> tuple[str, dict]:
+    """Label suffix and training entry of an averaged checkpoint whose sources are the ``best/`` checkpoints of the
+    training runs with these metrics files (recorded as ``best.weights_sha256``), none of them evaluated alone;
+    with ``after``, every run must have recorded that it started from the checkpoint evaluated in row ``after``."""
+    sources = _averaged_sources(evaluation)
+    runs = [json.loads(m.read_text()) for m in metrics]
+    unnamed = [str(m) for m, r in zip(metrics, runs) if not (r.get("best") or {}).get("weights_sha256")]
+    if unnamed:
+        raise SystemExit(f"--averaged-runs: {unnamed} recorded no best.weights_sha256 (runs from before the record: "
+                         "evaluate each and use --averaged ROW...)")
+    if sorted(r["best"]["weights_sha256"] for r in runs) != sources:
+        raise SystemExit("--averaged-runs: the averaged checkpoint's sources are not these runs' best checkpoints")
+    if after and not all(parent_checked(run, after, r["config"]) for r in runs):
+        raise SystemExit(f"--averaged-runs: a run recorded no starting weights to check against row {after!r}")
+    t = chained_training(metrics)
+    entry = {"averaged_runs": [str(m) for m in metrics], "steps_per_run": t["steps_per_run"], "seeds": t["seeds"],
+             "schedules": t["schedules"]}
+    start = ""
+    if after:
+        entry.update(after_row=after, after_checked_by_hash=True)
+        start = f" from the checkpoint of {after}"
+    minutes = ", ".join(f"{m:.3g}" if (m := r["config"].get("max_minutes")) else "?" for r in runs)
+    devices = sorted({r.get("meta", {}).get("device", "?") for r in runs})
+    seeds = ", ".join(str(s) for s in t["seeds"])
+    schedules = sorted(set(t["schedules"]))
+    suffix = (f", mean weights of {len(runs)} runs{start} (seeds {seeds}; {minutes} min on {', '.join(devices)}, "
+              f"{', '.join(f'{n:,}' for n in t['steps_per_run'])} steps; {'; '.join(schedules)}), "
+              f"not evaluated alone (`linseq speech average`)")
+    return suffix, entry
 
 
 def parent_checked(run: dict, row: str, config: dict) -> bool:
@@ -203,6 +243,10 @@ def main() -> None:
     p.add_argument("--averaged", nargs="+", default=None, metavar="ROW",
                    help="rows whose evaluated checkpoints the single EVAL.json's weights average (`linseq speech "
                         "average`); their weight hashes must be the averaged checkpoint's sources (needs --name)")
+    p.add_argument("--averaged-runs", nargs="+", type=Path, default=None, metavar="METRICS",
+                   help="metrics.json of the training runs whose best/ checkpoints the single EVAL.json's weights "
+                        "average, checked by the best.weights_sha256 each run recorded; the runs need no evaluation "
+                        "of their own (needs --name; with --after ROW: each run started from ROW's checkpoint)")
     p.add_argument("--rebuilt-noisy", type=Path, default=None,
                    help="eval_noisy.json on a test set rebuilt from rebuilt pools (same clips): accept its evaluations")
     p.add_argument("--complexity", type=Path, default=None, help="complexity.json with GPU real-time factors")
@@ -216,8 +260,8 @@ def main() -> None:
         last = _departures(json.loads(args.chain[-1].read_text())["config"])
         suffix = f", trained further ({len(args.chain)} runs, {t['steps']:,} steps{'; last: ' + last if last else ''})"
         run.setdefault("training", {})[args.name] = t
-    if args.after and not args.single:
-        raise SystemExit("--after needs --single (the run that started from ROW's checkpoint)")
+    if args.after and not (args.single or args.averaged_runs):
+        raise SystemExit("--after needs --single or --averaged-runs (the runs that started from ROW's checkpoint)")
     if args.single:
         if not args.name or args.chain:
             raise SystemExit("--single needs --name and no --chain")
@@ -236,6 +280,11 @@ def main() -> None:
             raise SystemExit("--averaged needs --name, one EVAL.json and no --chain or --single")
         suffix = averaged_suffix(run, json.loads(args.evals[0].read_text()), args.averaged)
         run.setdefault("training", {})[args.name] = {"averaged_rows": args.averaged}
+    if args.averaged_runs:
+        if not args.name or args.chain or args.single or args.averaged or len(args.evals) != 1:
+            raise SystemExit("--averaged-runs needs --name, one EVAL.json and no --chain, --single or --averaged")
+        suffix, entry = averaged_runs(run, json.loads(args.evals[0].read_text()), args.averaged_runs, args.after)
+        run.setdefault("training", {})[args.name] = entry
     if args.complexity:
         c = json.loads(args.complexity.read_text())
         run["complexity"] = c

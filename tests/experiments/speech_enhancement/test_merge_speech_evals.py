@@ -87,6 +87,33 @@ def test_an_averaged_row_must_average_exactly_the_named_rows_checkpoints(load_sc
         mod.averaged_suffix(run, {"model_config": {"model": "fast_fullsubnet"}}, ["a", "b"])
 
 
+def test_a_mean_of_unevaluated_runs_is_checked_against_the_best_weights_each_run_recorded(tmp_path, load_script):
+    mod = load_script("benchmarks/merge_speech_evals.py")
+    run = {"evals": {"base": {"weights_sha256": "b0"}}}
+    cfg = {"lr": 5e-4, "seed": 0, "batch_size": 72, "max_minutes": 5.4, "init_weights_sha256": "b0"}
+    metrics = [_write(tmp_path / f"m{i}.json", {"config": {**cfg, "seed": 18 + i}, "meta": {"device": "H100"},
+                                                "best": {"step": 100 * (i + 1), "weights_sha256": h}})
+               for i, h in enumerate(["aa", "bb"])]
+    soup = {"model_config": {"averaged_from": [{"weights_sha256": "bb"}, {"weights_sha256": "aa"}]}}
+    suffix, entry = mod.averaged_runs(run, soup, metrics, "base")
+    assert suffix == (", mean weights of 2 runs from the checkpoint of base (seeds 18, 19; 5.4, 5.4 min on H100, "
+                      "100, 200 steps; constant 0.0005), not evaluated alone (`linseq speech average`)")
+    assert entry["steps_per_run"] == [100, 200] and entry["after_checked_by_hash"] is True
+    assert mod.averaged_runs(run, soup, metrics, None)[1].get("after_row") is None
+    with pytest.raises(SystemExit, match="not these runs' best checkpoints"):
+        mod.averaged_runs(run, soup, metrics[:1], None)
+    other_parent = _write(tmp_path / "o.json", {"config": {**cfg, "init_weights_sha256": "zz"},
+                                                "best": {"step": 5, "weights_sha256": "bb"}})
+    with pytest.raises(SystemExit, match="other weights than row 'base'"):
+        mod.averaged_runs(run, soup, [metrics[0], other_parent], "base")
+    unrecorded = _write(tmp_path / "u.json", {"config": cfg, "best": {"step": 5}})
+    with pytest.raises(SystemExit, match="recorded no best.weights_sha256"):
+        mod.averaged_runs(run, soup, [metrics[0], unrecorded], None)
+    no_start = _write(tmp_path / "n.json", {"config": {"lr": 5e-4}, "best": {"step": 5, "weights_sha256": "bb"}})
+    with pytest.raises(SystemExit, match="recorded no starting weights"):
+        mod.averaged_runs(run, soup, [metrics[0], no_start], "base")
+
+
 def test_a_run_after_a_row_is_checked_against_that_rows_weights_where_it_recorded_them(load_script):
     mod = load_script("benchmarks/merge_speech_evals.py")
     run = {"evals": {"soup": {"weights_sha256": "ss"}, "noisy": {"weights_sha256": None}}}

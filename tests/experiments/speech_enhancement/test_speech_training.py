@@ -160,7 +160,11 @@ def test_init_from_starts_from_the_checkpoint_weights_and_refuses_another_model(
     result = train_speech(cfg, FixedSet(), val, progress=False)
     # the run records which weights it started from, so a result can name its parent checkpoint
     assert result["config"]["init_weights_sha256"] == weights_sha256(tmp_path / "run")
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]["init_weights_sha256"] is None
+    first = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert first["config"]["init_weights_sha256"] is None
+    # and which weights its best/ holds, so a mean of several runs' checkpoints can name them without evaluating each
+    assert first["best"]["weights_sha256"] == weights_sha256(tmp_path / "run" / "best")
+    assert result["best"]["weights_sha256"] == weights_sha256(tmp_path / "more" / "best")
     further, _ = load_speech_model(tmp_path / "more" / "last")
     for (name, a), (_, b) in zip(source.state_dict().items(), further.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9, msg=name)  # lr 1e-12: one step moves nothing

@@ -425,6 +425,7 @@ def train_speech(
         if improved:
             best = dict(v)
             save_speech_checkpoint(out / "best", scored, info, dtype=getattr(torch, cfg.save_dtype))
+            best["weights_sha256"] = weights_sha256(out / "best")  # names best/ for a mean of runs' checkpoints
         # one line per validation, also without the bar: a run stopped from outside still leaves its trace
         scores = ", ".join(f"{k} {v[k]:.3f}" for k in ("WB_PESQ", "STOI", "SI_SDR") if k in v)
         bar.write(f"validation at step {step} ({v['elapsed_s']:.0f} s): score {v['score']:.4f}; {scores}"
