@@ -51,6 +51,22 @@ def test_enhance_many_into_folder_16k_flac(tmp_path, tiny_checkpoint):
         assert sf.info(str(tmp_path / "out" / f.name)).frames == sf.info(str(f)).frames
 
 
+def test_enhance_attenuation_limit_zero_returns_the_input_and_a_negative_one_is_refused(tmp_path, tiny_checkpoint,
+                                                                                        capsys):
+    src, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    _write(src, 16000, 1, subtype="FLOAT")
+    args = ["enhance", str(src), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--no-progress"]
+    assert main(args + ["--attenuation-limit", "0"]) == 0
+    x, _ = sf.read(src)
+    y, _ = sf.read(out)
+    cut = len(x) - len(x) % 256  # the last partial hop is divided by a window tail: looser there
+    np.testing.assert_allclose(y[:cut], x[:cut], atol=1e-5)
+    capsys.readouterr()
+    assert main(args + ["--attenuation-limit", "-3"]) == 2
+    err = capsys.readouterr().err
+    assert "attenuation limit must be a finite number of dB >= 0; got -3" in err and len(err.strip().splitlines()) == 1
+
+
 def test_enhance_errors_are_one_line(tmp_path, tiny_checkpoint, capsys, monkeypatch):
     ck = ["--checkpoint", str(tiny_checkpoint)]
     assert main(["enhance", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "o.wav")] + ck) == 2

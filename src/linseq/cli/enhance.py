@@ -22,7 +22,8 @@ examples:
   linseq enhance noisy.wav -o clean.wav
   linseq enhance a.flac b.wav c.ogg -o enhanced/            # several files into a folder (same names)
   linseq enhance talk.wav -o out/ --checkpoint runs/speech/fast_m2   # your own trained model
-  linseq enhance noisy.wav -o clean.wav --device cuda"""
+  linseq enhance noisy.wav -o clean.wav --device cuda
+  linseq enhance noisy.wav -o clean.wav --attenuation-limit 12   # remove at most 12 dB of the noise"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None, metavar="DIR",
                         help="checkpoint folder (default: the Fast FullSubNet shipped with linseq)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ... or auto")
+    parser.add_argument("--attenuation-limit", type=float, default=None, metavar="DB",
+                        help="limit the suppression to about DB decibels: mixes 10^(-DB/20) of the input back in, e.g. 12 "
+                             "keeps a quarter of it, for a more natural result where the model removes too much "
+                             "(default: no limit; 0 returns the input)")
     parser.add_argument("--block-seconds", type=float, default=10.0, help="seconds read per block (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -55,9 +60,11 @@ def run(args: argparse.Namespace) -> int:
     from linseq.experiments.speech_enhancement.audio import audio_info, enhance_file
     from linseq.experiments.speech_enhancement.checkpoint import load_speech_model
     from linseq.experiments.speech_enhancement.training import pick_device
+    from linseq.models.speech.streaming import input_share
 
     if args.block_seconds <= 0:
         raise ValueError(f"--block-seconds must be > 0; got {args.block_seconds}")
+    input_share(args.attenuation_limit)  # a bad --attenuation-limit fails here, before any file is read
     infos = [audio_info(p) for p in args.inputs]  # fail early, before loading the model, on a bad input
     targets = _targets(args.inputs, args.output)
     for src, dst in zip(args.inputs, targets):
@@ -69,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     reports = []
     try:
         for src, dst in zip(args.inputs, targets):
-            reports.append(enhance_file(model, src, dst, args.block_seconds, on_progress=bar.update))
+            reports.append(enhance_file(model, src, dst, args.block_seconds, on_progress=bar.update,
+                                        attenuation_limit_db=args.attenuation_limit))
     finally:
         bar.close()
     label = "shipped Fast FullSubNet" if args.checkpoint is None else str(args.checkpoint)

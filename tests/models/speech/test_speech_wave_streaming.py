@@ -44,3 +44,25 @@ def test_wave_streaming_errors():
     stream.process(torch.zeros(2, 300))
     with pytest.raises(ValueError, match="batch size 2"):
         stream.process(torch.zeros(1, 300))
+
+
+def test_an_attenuation_limit_mixes_that_share_of_the_input_into_the_streamed_output():
+    model = FastFullSubNet(shrink_size=2, sb_hidden_size=16).eval()
+    L = 3001
+    x = 0.1 * torch.randn(2, L)
+    with torch.no_grad():
+        Y = stft(x)
+        enhanced = istft(apply_crm(model(Y.abs()), Y), length=L)
+
+    def streamed(db):
+        stream = StreamingWaveEnhancer(model, attenuation_limit_db=db)
+        return torch.cat([stream.process(x[:, :1700]), stream.process(x[:, 1700:]), stream.flush()], dim=-1)
+
+    cut = L - L % 256
+    a = 10 ** (-12 / 20)
+    torch.testing.assert_close(streamed(12.0)[:, :cut], ((1 - a) * enhanced + a * x)[:, :cut], rtol=1e-4, atol=2e-6)
+    torch.testing.assert_close(streamed(0.0)[:, :cut], x[:, :cut], rtol=1e-4, atol=2e-6)  # 0 dB: the input back
+    torch.testing.assert_close(streamed(None)[:, :cut], enhanced[:, :cut], rtol=1e-4, atol=2e-6)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="attenuation limit must be a finite number of dB >= 0"):
+            StreamingWaveEnhancer(model, attenuation_limit_db=bad)

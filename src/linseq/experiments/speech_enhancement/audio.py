@@ -109,11 +109,12 @@ def output_subtype(sf, fmt: str, subtype: str) -> str | None:
 
 def enhance_file(
     model: SpeechMaskModel, src: str | os.PathLike, dst: str | os.PathLike, block_seconds: float = 10.0,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None, attenuation_limit_db: float | None = None,
 ) -> dict:
     """Enhance ``src`` into ``dst`` (format from ``dst``'s suffix, falling back to WAV); returns a small report.
 
     ``on_progress(n)`` is called with the number of input frames (samples per channel) consumed.
+    ``attenuation_limit_db``: suppress by at most this many dB (see ``StreamingWaveEnhancer``); None: no limit.
     """
     sf = _require_soundfile()
     info = audio_info(src)
@@ -125,7 +126,7 @@ def enhance_file(
         out_format = "WAV"
     subtype = output_subtype(sf, out_format, info.subtype)
     to16, back = BlockResampler(rate, MODEL_RATE), BlockResampler(MODEL_RATE, rate)
-    stream = StreamingWaveEnhancer(model)
+    stream = StreamingWaveEnhancer(model, attenuation_limit_db)
     device = stream.device
     written, clipped = 0, 0
     integer = subtype is not None and subtype.startswith(("PCM", "ULAW", "ALAW"))

@@ -13,12 +13,23 @@ so the concatenated output equals offline ``istft(apply_crm(model(|stft(x)|), st
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import torch
 
 from linseq.models.speech.fullsubnet import SpeechMaskModel
 from linseq.models.speech.signal import HOP_LENGTH, N_FFT, apply_crm, check_finite
+
+
+def input_share(attenuation_limit_db: float | None) -> float:
+    """The share ``a = 10 ** (−dB / 20)`` of the input kept so that suppression stays within ``attenuation_limit_db``
+    (0.0 for ``None``: no limit); ValueError unless the limit is a finite number ≥ 0 dB."""
+    if attenuation_limit_db is None:
+        return 0.0
+    if not math.isfinite(attenuation_limit_db) or attenuation_limit_db < 0:
+        raise ValueError(f"the attenuation limit must be a finite number of dB >= 0; got {attenuation_limit_db}")
+    return 10 ** (-attenuation_limit_db / 20)
 
 
 class StreamingEnhancer:
@@ -82,14 +93,19 @@ class StreamingWaveEnhancer:
     processing of the whole signal (up to float rounding). Output lags input by ``(look_ahead + 1) * 256`` samples
     plus what is needed to complete a frame; the first frame waits for 257 samples (reflect padding).
     Requires a model with ``norm="cumulative"``; runs on the model's device, float32.
+
+    ``attenuation_limit_db``: limit the suppression to about this many dB. Each enhanced frame becomes
+    ``(1 − a) · M ⊙ Y + a · Y`` with ``a = 10 ** (−dB / 20)``, so the output is the enhanced wave plus ``a`` of
+    the input (0 dB gives the input back; ``None``, the default, the model's output alone).
     """
 
-    def __init__(self, model: SpeechMaskModel) -> None:
+    def __init__(self, model: SpeechMaskModel, attenuation_limit_db: float | None = None) -> None:
         if not isinstance(model, SpeechMaskModel):
             raise TypeError(f"model must be a FullSubNet or FastFullSubNet; got {type(model).__name__}")
         if model.norm != "cumulative":
             raise ValueError(f"streaming requires norm='cumulative'; the model has norm={model.norm!r}")
         self.model = model
+        self.input_share = input_share(attenuation_limit_db)
         p = next(model.parameters())
         self.device = p.device
         self.window = torch.hann_window(N_FFT, periodic=True, device=self.device, dtype=torch.float32)
@@ -153,7 +169,10 @@ class StreamingWaveEnhancer:
         if n == 0:
             return []
         noisy, self.noisy_q = self.noisy_q[..., :n], self.noisy_q[..., n:]
-        return [apply_crm(mask[..., :n], noisy)]
+        enhanced = apply_crm(mask[..., :n], noisy)
+        if self.input_share:
+            enhanced = (1 - self.input_share) * enhanced + self.input_share * noisy
+        return [enhanced]
 
     def _overlap_add(self, enhanced: list[torch.Tensor]) -> list[torch.Tensor]:
         """Inverse FFT + window + overlap-add; returns completed original samples in order."""
