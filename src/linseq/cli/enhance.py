@@ -23,7 +23,7 @@ examples:
   linseq enhance a.flac b.wav c.ogg -o enhanced/            # several files into a folder (same names)
   linseq enhance talk.wav -o out/ --checkpoint runs/speech/fast_m2   # your own trained model
   linseq enhance noisy.wav -o clean.wav --device cuda
-  linseq enhance noisy.wav -o clean.wav --attenuation-limit 12   # remove at most 12 dB of the noise"""
+  linseq enhance noisy.wav -o clean.wav --attenuation-limit 12   # suppress by about 12 dB at most"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint folder (default: the Fast FullSubNet shipped with linseq)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ... or auto")
     parser.add_argument("--attenuation-limit", type=float, default=None, metavar="DB",
-                        help="limit the suppression to about DB decibels: mixes 10^(-DB/20) of the input back in, e.g. 12 "
+                        help="limit the suppression to about DB decibels: the output is 1-a of the model's plus a = "
+                             "10^(-DB/20) of the input, e.g. 12 "
                              "keeps a quarter of it, for a more natural result where the model removes too much "
                              "(default: no limit; 0 returns the input)")
     parser.add_argument("--block-seconds", type=float, default=10.0, help="seconds read per block (default 10)")
