@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from linseq.experiments.speech_enhancement import metrics
 from linseq.experiments.speech_enhancement.audio import BlockResampler
@@ -140,3 +141,18 @@ def test_docs_speech_block_is_the_rendering_of_the_committed_results(load_script
     summary, cpu = mod.load()
     block = mod.DOCS.read_text().split(mod.BEGIN, 1)[1].split(mod.END, 1)[0].strip()
     assert block == mod.render(summary, cpu).strip(), "docs/speech.md is stale: run python docs/build_readme.py"
+
+
+def test_enhance_waves_gives_each_clip_the_same_result_in_any_batch():
+    from linseq.experiments.speech_enhancement.evaluate import enhance_waves
+    from linseq.models.speech import FastFullSubNet
+
+    torch.manual_seed(0)
+    model = FastFullSubNet(shrink_size=2, sb_hidden_size=16, sequence_model="lightning").eval()
+    rng = np.random.default_rng()
+    waves = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (3001, 3001, 2500, 3001)]
+    one = enhance_waves(model, waves, torch.device("cpu"))  # the CPU default: one clip at a time
+    three = enhance_waves(model, waves, torch.device("cpu"), batch=3)
+    for w, a, b in zip(waves, one, three):
+        assert a.shape == w.shape
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -80,9 +80,13 @@ def load_test_clips(test_dir: str | os.PathLike, limit: int | None = None) -> li
 
 
 @torch.no_grad()
-def enhance_waves(model: SpeechMaskModel, waves: list[np.ndarray], device: torch.device, batch: int = 8) -> list[np.ndarray]:
-    """Offline enhancement of 16 kHz clips; clips of equal length are batched."""
+def enhance_waves(model: SpeechMaskModel, waves: list[np.ndarray], device: torch.device,
+                  batch: int | None = None) -> list[np.ndarray]:
+    """Offline enhancement of 16 kHz clips; clips of equal length are batched, ``batch`` at a time (default 8 on a
+    GPU, 1 elsewhere: on a 2-core CPU, 8 clips of 10 s at once took 0.58 s per second of audio, one at a time 0.15)."""
     from linseq.experiments.speech_enhancement.training import enhance_batch
+
+    batch = batch or (8 if device.type == "cuda" else 1)
 
     out: list[np.ndarray | None] = [None] * len(waves)
     by_len: dict[int, list[int]] = {}
