@@ -153,7 +153,7 @@ def averaged_runs(run: dict, evaluation: dict, metrics: list[Path], after: str |
         raise SystemExit("--averaged-runs: the averaged checkpoint's sources are not these runs' best checkpoints")
     if after and not all(parent_checked(run, after, r["config"]) for r in runs):
         raise SystemExit(f"--averaged-runs: a run recorded no starting weights to check against row {after!r}")
-    t = chained_training(metrics)
+    t = runs_training(runs)
     entry = {"averaged_runs": [str(m) for m in metrics], "steps_per_run": t["steps_per_run"], "seeds": t["seeds"],
              "schedules": t["schedules"]}
     start = ""
@@ -217,7 +217,11 @@ def _departures(config: dict) -> str:
 
 def chained_training(metrics: list[Path]) -> dict:
     """Training entry of a model trained over chained runs: steps to each run's best checkpoint, summed."""
-    runs = [json.loads(m.read_text()) for m in metrics]
+    return runs_training([json.loads(m.read_text()) for m in metrics])
+
+
+def runs_training(runs: list[dict]) -> dict:
+    """:func:`chained_training` of runs' metrics already read."""
     steps = [int(r["best"]["step"]) for r in runs]
     return {"steps": sum(steps), "steps_per_run": steps, "batch_size": runs[-1]["config"]["batch_size"],
             "seeds": [r["config"].get("seed") for r in runs], "schedules": [_schedule(r["config"]) for r in runs],

@@ -114,7 +114,8 @@ def enhance_file(
     """Enhance ``src`` into ``dst`` (format from ``dst``'s suffix, falling back to WAV); returns a small report.
 
     ``on_progress(n)`` is called with the number of input frames (samples per channel) consumed.
-    ``attenuation_limit_db``: limit the suppression to about this many dB (see ``StreamingWaveEnhancer``); None: no limit.
+    ``attenuation_limit_db``: limit the suppression to about this many dB (see ``StreamingWaveEnhancer``);
+    None: no limit.
     """
     sf = _require_soundfile()
     info = audio_info(src)

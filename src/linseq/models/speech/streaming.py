@@ -23,8 +23,8 @@ from linseq.models.speech.signal import HOP_LENGTH, N_FFT, apply_crm, check_fini
 
 
 def input_share(attenuation_limit_db: float | None) -> float:
-    """The share ``a = 10 ** (−dB / 20)`` of the input kept so that suppression stays within about ``attenuation_limit_db``
-    (0.0 for ``None``: no limit); ValueError unless the limit is a finite number ≥ 0 dB."""
+    """The share ``a = 10 ** (−dB / 20)`` of the input kept so that suppression stays within about
+    ``attenuation_limit_db`` (0.0 for ``None``: no limit); ValueError unless the limit is a finite number ≥ 0 dB."""
     if attenuation_limit_db is None:
         return 0.0
     if not math.isfinite(attenuation_limit_db) or attenuation_limit_db < 0:
@@ -95,8 +95,8 @@ class StreamingWaveEnhancer:
     Requires a model with ``norm="cumulative"``; runs on the model's device, float32.
 
     ``attenuation_limit_db``: limit the suppression to about this many dB. Each enhanced frame becomes
-    ``(1 − a) · M ⊙ Y + a · Y`` with ``a = 10 ** (−dB / 20)``, so the output is ``1 − a`` of the enhanced wave plus
-    ``a`` of the input (0 dB gives the input back; ``None``, the default, the model's output alone).
+    ``(1 − a) · M ⊙ Y + a · Y`` with ``a = 10 ** (−dB / 20)``, so the output is ``1 − a`` of the enhanced wave
+    plus ``a`` of the input (0 dB gives the input back; ``None``, the default, the model's output alone).
     """
 
     def __init__(self, model: SpeechMaskModel, attenuation_limit_db: float | None = None) -> None:
