@@ -83,7 +83,8 @@ def load_test_clips(test_dir: str | os.PathLike, limit: int | None = None) -> li
 def enhance_waves(model: SpeechMaskModel, waves: list[np.ndarray], device: torch.device,
                   batch: int | None = None) -> list[np.ndarray]:
     """Offline enhancement of 16 kHz clips; clips of equal length are batched, ``batch`` at a time (default 8 on a
-    GPU, 1 elsewhere: on a 2-core CPU, 8 clips of 10 s at once took 0.58 s per second of audio, one at a time 0.15)."""
+    GPU, 1 elsewhere: on a 2-core CPU one clip at a time made a test-set evaluation's enhancement 3-7x faster,
+    benchmarks/results/speech/soup_run18-20/)."""
     from linseq.experiments.speech_enhancement.training import enhance_batch
 
     batch = batch or (8 if device.type == "cuda" else 1)
