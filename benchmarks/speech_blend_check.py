@@ -2,7 +2,7 @@
 mixtures of the pools' training split, never the test set, so the answer can choose a default without peeking.
 
     python benchmarks/speech_blend_check.py CHECKPOINT OUT.json [--items 48] [--seconds 6] [--snr 0 25]
-        [--reverb-proportion 0.75]
+        [--reverb-proportion 0.75] [--speed-perturb 0]
 
 For each blend a in --blends, the estimate is (1 − a)·enhanced + a·noisy; the noisy input itself is the first row.
 """
@@ -33,6 +33,9 @@ def main() -> None:
     p.add_argument("--snr", type=float, nargs=2, default=(0.0, 25.0), help="SNR range in dB (default: the test's)")
     p.add_argument("--reverb-proportion", type=float, default=0.75,
                    help="share of mixtures with a room response (default: the training recipe's 0.75)")
+    p.add_argument("--speed-perturb", type=float, default=0.0,
+                   help="play each utterance at a random speed in [1 - P, 1 + P] (new voices from the training "
+                        "speakers; default 0)")
     p.add_argument("--seed", type=int, default=777)
     p.add_argument("--blends", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15, 0.2, 0.3])
     p.add_argument("--workers", type=int, default=2)
@@ -41,7 +44,7 @@ def main() -> None:
     model = (model[0] if isinstance(model, tuple) else model).float().eval()
     mixer = SpeechMixer(args.pools, split="train", segment_seconds=args.seconds, seed=args.seed,
                         num_items=args.items, snr_range=tuple(args.snr),
-                        reverb_proportion=args.reverb_proportion)
+                        reverb_proportion=args.reverb_proportion, speed_perturb=args.speed_perturb)
     pairs = [tuple(np.asarray(x, np.float32) for x in mixer[i]) for i in range(args.items)]
     t0 = time.time()
     enhanced = enhance_waves(model, [noisy for noisy, _ in pairs], torch.device("cpu"))

@@ -1,5 +1,6 @@
 """Where a speech model gains or loses against the noisy input: per-clip metric differences (model − noisy) of
-``linseq speech eval`` results, averaged by noise family, by SNR band (per subset) and by speech source.
+``linseq speech eval`` results, averaged by noise family, by SNR band (per subset), by speech source, and by
+speech source within each subset's low (< 15 dB) and high SNR half.
 
     python benchmarks/speech_breakdown.py EVAL.json [EVAL.json ...] --test-set data/speech_testset \
         [--metrics STOI SI_SDR] [--out breakdown.json]
@@ -26,8 +27,9 @@ def groups_of(clip: dict) -> list[str]:
     """The groups one clip belongs to, from its manifest entry."""
     subset = "WR" if clip["subset"] == "with_reverb" else "NR"
     low = int(clip["snr_db"]) // 5 * 5
+    half = "SNR >= 15 dB" if clip["snr_db"] >= 15 else "SNR < 15 dB"
     return ([f"noise: {f}" for f in clip["noise_families"]] + [f"SNR {subset} {low:02d}-{low + 4:02d} dB"]
-            + [f"speech: {clip['source_kind']}"])
+            + [f"speech: {clip['source_kind']}", f"speech: {clip['source_kind']}, {subset} {half}"])
 
 
 def breakdown(evals: dict[str, dict], noisy: dict[tuple[str, str], dict], manifest: dict,

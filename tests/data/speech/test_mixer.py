@@ -6,7 +6,7 @@ import torch
 
 from linseq.data.speech import SpeechMixer, mix_at_snr
 from linseq.data.speech.audio import fftconvolve
-from linseq.data.speech.mixer import EQ_FREQS_HZ, shape_spectrum
+from linseq.data.speech.mixer import EQ_FREQS_HZ, resample_to, shape_spectrum
 
 SR = 16_000
 
@@ -245,3 +245,39 @@ def test_speech_eq_colours_input_and_target_alike_and_keeps_the_other_draws(tiny
     assert checked >= 5
     with pytest.raises(ValueError, match="speech_eq_db"):
         SpeechMixer(tiny_pools, "train", speech_eq_db=-1.0)
+
+
+def test_resample_to_scales_frequencies_by_the_length_ratio():
+    t = np.arange(1200) / 16000
+    y = resample_to(np.sin(2 * np.pi * 500 * t), 1000)  # 1200 samples squeezed into 1000: 1.2x faster
+    assert y.shape == (1000,)
+    peak_hz = np.argmax(np.abs(np.fft.rfft(y))) * 16000 / 1000
+    assert abs(peak_hz - 600) <= 16
+    np.testing.assert_allclose(np.sqrt(np.mean(y ** 2)), np.sqrt(0.5), rtol=0.05)  # the level is kept
+    with pytest.raises(ValueError, match="n >= 1"):
+        resample_to(np.ones(4), 0)
+
+
+def test_speed_perturb_resamples_the_drawn_crop_and_leaves_it_off_by_default(tiny_pools):
+    base = SpeechMixer(tiny_pools, "train", segment_seconds=0.5, seed=3, num_items=24, reverb_proportion=0.0)
+    fast = SpeechMixer(tiny_pools, "train", segment_seconds=0.5, seed=3, num_items=24, reverb_proportion=0.0,
+                       speed_perturb=0.2)
+    fast.share_decoded(base)
+    ids = {uid: k for k, (uid, _, _) in enumerate(base.pool.utterances)}
+    speeds = []
+    for i in range(24):
+        assert base.mix(i)[2]["speed"] == 1.0
+        _, clean, info = fast.mix(i)
+        np.testing.assert_array_equal(clean, fast.mix(i)[1])  # deterministic per index
+        speeds.append(info["speed"])
+        utt = base.pool.utterance(ids[info["utterance"]]).astype(np.float64)
+        n = int(round(fast.segment * info["speed"]))
+        crop = np.pad(utt, (0, max(0, n - len(utt))))[info["clean_start"]:info["clean_start"] + n]
+        if info["clean_only"] or np.abs(crop).max() == 0:
+            continue
+        ref = resample_to(crop, fast.segment)
+        k = float(clean @ ref / (ref @ ref))  # the target is that resampled crop, up to the level scaling
+        assert np.abs(clean - k * ref).max() < 1e-3 * np.abs(clean).max() + 1e-6
+    assert all(0.8 <= s <= 1.2 for s in speeds) and np.ptp(speeds) > 0.1
+    with pytest.raises(ValueError, match="speed_perturb"):
+        SpeechMixer(tiny_pools, "train", speed_perturb=0.5)

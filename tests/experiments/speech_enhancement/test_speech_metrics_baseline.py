@@ -132,6 +132,8 @@ def test_speech_breakdown_averages_differences_per_group(load_script):
     assert table["noise: hum"] == {"n": 2, "m": 1.0}  # (+4 − 2) / 2
     assert table["noise: music"] == {"n": 1, "m": 4.0} and table["SNR NR 00-04 dB"]["m"] == 4.0
     assert table["SNR WR 20-24 dB"] == {"n": 1, "m": -2.0} and table["speech: asterisk"]["m"] == -2.0
+    assert table["speech: asterisk, WR SNR >= 15 dB"] == {"n": 1, "m": -2.0}
+    assert table["speech: espeak, NR SNR < 15 dB"] == {"n": 1, "m": 4.0}
     text = mod.markdown({"SI_SDR": table}, {"m": "Model"})
     assert "| noise: hum | 2 | +1.00 |" in text
 

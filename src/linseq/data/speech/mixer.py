@@ -10,7 +10,10 @@ For item ``i`` (research notes §4; our own code):
    ``clean_proportion`` (default 0) the noise is left out, so the input is the (reverberant) clean target itself;
    beyond the recipe too, ``speech_eq_db`` > 0 shapes the clean segment's spectrum by a random smooth gain curve
    (gains uniform in ±``speech_eq_db`` at :data:`EQ_FREQS_HZ`, linear in log frequency between them), so input
-   and target carry the same colouring and the model cannot lean on one speech spectrum;
+   and target carry the same colouring and the model cannot lean on one speech spectrum; and ``speed_perturb``
+   = p > 0 plays the utterance at a random speed in [1 - p, 1 + p] (cropped to ``segment × speed`` samples, then
+   resampled to the segment: pitch, formants and tempo scale together, the usual way to make new voices from
+   few speakers);
 4. reverb with probability 0.75: the clean segment is convolved with a random RIR (truncated to the segment) and
    the **reverberant clean is the target**;
 5. clean and noise are peak-normalised, then set to -25 dBFS RMS; the noise is scaled to the SNR; the mixture is
@@ -34,10 +37,11 @@ from linseq.data.speech.audio import EPS, SAMPLE_RATE, fftconvolve
 from linseq.data.speech.noise import EXTRA_FAMILIES, noise_recipes
 from linseq.data.speech.pools import SplitPool
 
-__all__ = ["SpeechMixer", "mix_at_snr", "noise_segment", "crop_or_pad", "shape_spectrum", "EQ_FREQS_HZ",
-           "check_mixture_options"]
+__all__ = ["SpeechMixer", "mix_at_snr", "noise_segment", "crop_or_pad", "shape_spectrum", "resample_to",
+           "EQ_FREQS_HZ", "MAX_SPEED_PERTURB", "check_mixture_options"]
 
 EQ_FREQS_HZ = (125.0, 500.0, 2000.0, 6000.0)  # control points of the random speech colouring (speech_eq_db)
+MAX_SPEED_PERTURB = 0.3  # speed factors stay within [0.7, 1.3]
 
 
 def crop_or_pad(x: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
@@ -61,17 +65,31 @@ def shape_spectrum(x: np.ndarray, gains_db: np.ndarray, freqs_hz: tuple[float, .
     return np.fft.irfft(np.fft.rfft(x) * 10 ** (curve / 20), len(x))
 
 
+def resample_to(x: np.ndarray, n: int) -> np.ndarray:
+    """``x`` [T] resampled to ``n`` samples through its spectrum (band-limited; played at the original rate it is
+    ``T / n`` times faster). Returns float64 ``[n]``."""
+    x = np.asarray(x, dtype=np.float64)
+    if n < 1 or len(x) < 1:
+        raise ValueError(f"need a non-empty signal and n >= 1; got {len(x)} samples and n={n}")
+    spectrum = np.fft.rfft(x)
+    bins = n // 2 + 1
+    spectrum = spectrum[:bins] if len(spectrum) >= bins else np.pad(spectrum, (0, bins - len(spectrum)))
+    return np.fft.irfft(spectrum, n) * (n / len(x))
+
+
 def check_mixture_options(clean_proportion: float, speech_eq_db: float,
-                          snr_range: Sequence[float] | None = None) -> None:
-    """ValueError (one line) for a ``clean_proportion`` outside [0, 1), a ``speech_eq_db`` outside [0, 20] dB or an
-    ``snr_range`` that is not ``(low, high)`` with low <= high (None: not checked); the trainer calls it before it
-    decodes the pools."""
+                          snr_range: Sequence[float] | None = None, speed_perturb: float = 0.0) -> None:
+    """ValueError (one line) for a ``clean_proportion`` outside [0, 1), a ``speech_eq_db`` outside [0, 20] dB, a
+    ``speed_perturb`` outside [0, MAX_SPEED_PERTURB] or an ``snr_range`` that is not ``(low, high)`` with
+    low <= high (None: not checked); the trainer calls it before it decodes the pools."""
     if snr_range is not None and (len(snr_range) != 2 or snr_range[0] > snr_range[1]):
         raise ValueError(f"snr_range must be (low, high) in dB with low <= high; got {tuple(snr_range)}")
     if not 0.0 <= clean_proportion < 1.0:
         raise ValueError(f"clean_proportion must be in [0, 1); got {clean_proportion}")
     if not 0.0 <= speech_eq_db <= 20.0:
         raise ValueError(f"speech_eq_db must be in [0, 20] dB; got {speech_eq_db}")
+    if not 0.0 <= speed_perturb <= MAX_SPEED_PERTURB:
+        raise ValueError(f"speed_perturb must be in [0, {MAX_SPEED_PERTURB}]; got {speed_perturb}")
 
 
 def _normalise(x: np.ndarray, target_dbfs: float) -> np.ndarray:
@@ -147,7 +165,7 @@ class SpeechMixer(torch.utils.data.Dataset):
                  level_range: tuple[int, int] = (-35, -15), noise_gap_seconds: float = 0.2,
                  noise_sampling: str = "family", preload: bool = False,
                  extra_noise_families: tuple[str, ...] = (), extra_noise_per_family: int = 24,
-                 clean_proportion: float = 0.0, speech_eq_db: float = 0.0):
+                 clean_proportion: float = 0.0, speech_eq_db: float = 0.0, speed_perturb: float = 0.0):
         if segment_seconds <= 0:
             raise ValueError(f"segment_seconds must be positive; got {segment_seconds}")
         if num_items <= 0:
@@ -156,7 +174,7 @@ class SpeechMixer(torch.utils.data.Dataset):
             raise ValueError(f"level_range must be (low, high) with low < high; got {level_range}")
         if not 0.0 <= reverb_proportion <= 1.0:
             raise ValueError(f"reverb_proportion must be in [0, 1]; got {reverb_proportion}")
-        check_mixture_options(clean_proportion, speech_eq_db, snr_range)
+        check_mixture_options(clean_proportion, speech_eq_db, snr_range, speed_perturb)
         if noise_sampling not in ("family", "clip"):
             raise ValueError(f"noise_sampling must be 'family' or 'clip'; got {noise_sampling!r}")
         self.pool = SplitPool(pools_dir, split)
@@ -173,6 +191,7 @@ class SpeechMixer(torch.utils.data.Dataset):
         self.snr_range, self.level_range = tuple(snr_range), tuple(level_range)
         self.reverb_proportion, self.target_dbfs = float(reverb_proportion), float(target_dbfs)
         self.clean_proportion, self.speech_eq_db = float(clean_proportion), float(speech_eq_db)
+        self.speed_perturb = float(speed_perturb)
         self.gap = int(round(noise_gap_seconds * SAMPLE_RATE))
         self.noise_sampling = noise_sampling
         w = np.maximum(self.pool.utterance_lengths(), self.segment).astype(np.float64)
@@ -231,14 +250,18 @@ class SpeechMixer(torch.utils.data.Dataset):
 
     def mix(self, index: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """Item ``index`` as float32 numpy arrays ``(noisy [T], clean [T], info)``; ``info`` holds the draws:
-        ``utterance, speaker, clean_start, noise_clips, snr_db, reverb, rir, level_dbfs, clean_only, eq_gains_db``
-        (ids, not indices; with ``clean_only`` the noise drawn was left out; ``eq_gains_db`` is None without
-        ``speech_eq_db``)."""
+        ``utterance, speaker, clean_start, noise_clips, snr_db, reverb, rir, level_dbfs, clean_only, eq_gains_db,
+        speed`` (ids, not indices; with ``clean_only`` the noise drawn was left out; ``eq_gains_db`` is None without
+        ``speech_eq_db``; ``speed`` is 1.0 without ``speed_perturb``)."""
         if not 0 <= index < self.num_items:
             raise IndexError(f"index {index} out of range for {self.num_items} items")
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         u = min(int(np.searchsorted(self._utt_cdf, rng.random(), side="right")), len(self._utt_cdf) - 1)
-        clean, start = crop_or_pad(self.pool.utterance(u), self.segment, rng)
+        # drawn only when on, so every mixture of speed_perturb=0 stays as it was
+        speed = 1.0 + rng.uniform(-self.speed_perturb, self.speed_perturb) if self.speed_perturb else 1.0
+        clean, start = crop_or_pad(self.pool.utterance(u), max(1, int(round(self.segment * speed))), rng)
+        if self.speed_perturb:
+            clean = resample_to(clean, self.segment)
         noise, clips = noise_segment(self.pool, self.segment, rng, self.gap, self._pick_noise)
         snr = int(rng.integers(self.snr_range[0], self.snr_range[1] + 1))
         reverb = bool(rng.random() < self.reverb_proportion)
@@ -255,7 +278,7 @@ class SpeechMixer(torch.utils.data.Dataset):
         info = {"utterance": uid, "speaker": spk, "clean_start": start,
                 "noise_clips": [self.pool.noise_clips[c][0] for c in clips], "snr_db": snr, "reverb": reverb,
                 "rir": self.pool.rirs[r]["id"] if reverb else None, "level_dbfs": level, "clean_only": clean_only,
-                "eq_gains_db": None if eq is None else [round(float(g), 3) for g in eq]}
+                "eq_gains_db": None if eq is None else [round(float(g), 3) for g in eq], "speed": float(speed)}
         return noisy.astype(np.float32), target.astype(np.float32), info
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
