@@ -5,6 +5,8 @@ mixtures of the pools' training split, never the test set, so the answer can cho
         [--reverb-proportion 0.75] [--speed-perturb 0]
 
 For each blend a in --blends, the estimate is (1 − a)·enhanced + a·noisy; the noisy input itself is the first row.
+With ``--blends 0`` alone it is a plain model-against-noisy check on training-split mixtures, e.g. at high SNR
+(``--snr 20 30``), all reverberant (``--reverb-proportion 1``) or with speed-shifted voices (``--speed-perturb 0.2``).
 """
 
 from __future__ import annotations
