@@ -7,6 +7,8 @@ mixtures of the pools' training split, never the test set, so the answer can cho
 For each blend a in --blends, the estimate is (1 − a)·enhanced + a·noisy; the noisy input itself is the first row.
 With ``--blends 0`` alone it is a plain model-against-noisy check on training-split mixtures, e.g. at high SNR
 (``--snr 20 30``), all reverberant (``--reverb-proportion 1``) or with speed-shifted voices (``--speed-perturb 0.2``).
+Each row is also given per speech source of the pools under ``by_source``: per kind (asterisk, espeak, klettres,
+ktuberling) and per source (e.g. asterisk-en, one recorded voice).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 
 from linseq.data.speech import SpeechMixer
@@ -47,19 +48,30 @@ def main() -> None:
     mixer = SpeechMixer(args.pools, split="train", segment_seconds=args.seconds, seed=args.seed,
                         num_items=args.items, snr_range=tuple(args.snr),
                         reverb_proportion=args.reverb_proportion, speed_perturb=args.speed_perturb)
-    pairs = [tuple(np.asarray(x, np.float32) for x in mixer[i]) for i in range(args.items)]
+    mixed = [mixer.mix(i) for i in range(args.items)]
+    pairs = [(noisy, clean) for noisy, clean, _ in mixed]
+    source_of = {uid: source for uid, _, source in mixer.pool.utterances}
+    sources = [source_of[info["utterance"]] for _, _, info in mixed]
+    labels = [{source, source.split("-")[0]} for source in sources]
     t0 = time.time()
     enhanced = enhance_waves(model, [noisy for noisy, _ in pairs], torch.device("cpu"))
     print(f"enhanced {args.items} mixtures in {time.time() - t0:.0f} s", flush=True)
-    rows = {}
+    rows: dict[str, dict] = {}
+    by_source: dict[str, dict[str, dict]] = {label: {} for label in sorted(set().union(*labels))}
     for blend in [None] + list(args.blends):
+        name = "noisy" if blend is None else f"{blend:g}"
         est = [n for n, _ in pairs] if blend is None else [(1 - blend) * e + blend * n
                                                            for e, (n, _) in zip(enhanced, pairs)]
-        m = mean_metrics(evaluate_pairs([(c, e) for (_, c), e in zip(pairs, est)], workers=args.workers))
-        m["score"] = selection_score(m)[0]
-        rows["noisy" if blend is None else f"{blend:g}"] = m
-        print(f"{'noisy' if blend is None else blend:>6}", {k: round(v, 4) for k, v in m.items()}, flush=True)
-    save_json(args.out, {"meta": run_metadata(), "args": vars(args), "rows": rows})
+        per_item = evaluate_pairs([(c, e) for (_, c), e in zip(pairs, est)], workers=args.workers)
+        rows[name] = mean_metrics(per_item)
+        rows[name]["score"] = selection_score(rows[name])[0]
+        for source, groups in by_source.items():
+            groups[name] = mean_metrics([r for r, item in zip(per_item, labels) if source in item])
+        print(f"{name:>6}", {k: round(v, 4) for k, v in rows[name].items()}, flush=True)
+    for source, groups in by_source.items():
+        print(f"{source:>10}: " + "; ".join(f"{name} STOI {m['STOI']:.4f}" for name, m in groups.items()
+                                             if "STOI" in m) + f" (n={groups['noisy']['n']})", flush=True)
+    save_json(args.out, {"meta": run_metadata(), "args": vars(args), "rows": rows, "by_source": by_source})
 
 
 if __name__ == "__main__":
