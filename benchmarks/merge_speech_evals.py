@@ -207,6 +207,8 @@ def _departures(config: dict) -> str:
         parts.append(f"{100 * config['clean_proportion']:g} % without noise")
     if config.get("speech_eq_db"):
         parts.append(f"speech coloured ±{config['speech_eq_db']:g} dB")
+    if config.get("speed_perturb"):
+        parts.append(f"speech speed ±{100 * config['speed_perturb']:g} %")
     terms = wave_loss_terms(config.get("sisdr_weight"), config.get("stoi_weight"))
     if terms:
         parts.append("loss + " + " + ".join(terms))

@@ -131,6 +131,7 @@ def test_help_has_examples(capsys):
 @pytest.mark.parametrize("flag, bad, message, good", [
     ("--clean-proportion", "1.5", "clean_proportion must be in [0, 1)", "0.1"),
     ("--speech-eq-db", "25", "speech_eq_db must be in [0, 20] dB", "6"),
+    ("--speed-perturb", "0.5", "speed_perturb must be in [0, 0.3]", "0.1"),
 ])
 def test_train_refuses_bad_mixture_options_in_one_line(tmp_path, capsys, flag, bad, message, good):
     base = ["speech", "train", "--preset", "ci", "--steps", "1", "--out", str(tmp_path / "r"), "--no-progress"]

@@ -82,6 +82,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="colour the speech of each training mixture (input and target alike) by a random smooth "
                         "gain curve with gains within ±DB at 125, 500, 2000 and 6000 Hz (default 0, as published), "
                         "so the model cannot learn one speech spectrum; 6 is a moderate setting")
+    p.add_argument("--speed-perturb", type=float, default=None, metavar="P",
+                   help="play each training utterance at a random speed in [1-P, 1+P] (pitch, formants and tempo "
+                        "together; default 0, as published; at most 0.3): new voices from the training speakers; "
+                        "validation mixtures stay unchanged")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3, as published)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
                    help="constant (default, as published) or cosine: decay from --lr to --lr-min over the budget "
@@ -207,7 +211,8 @@ def _datasets(args: argparse.Namespace, cfg):
             print(f"note: no pools at {DEFAULT_POOLS}; training on synthetic tones (--data synthetic)")
             data = "synthetic"
     if data == "synthetic":
-        for flag, value in (("--clean-proportion", cfg.clean_proportion), ("--speech-eq-db", cfg.speech_eq_db)):
+        for flag, value in (("--clean-proportion", cfg.clean_proportion), ("--speech-eq-db", cfg.speech_eq_db),
+                            ("--speed-perturb", cfg.speed_perturb)):
             if value:
                 raise ValueError(f"{flag} needs real pools (--data DIR); the synthetic data has no option for it")
         train = SyntheticMixtures(num_items=TRAIN_ITEMS, seconds=cfg.segment_seconds, seed=cfg.seed)
@@ -227,7 +232,7 @@ def _datasets(args: argparse.Namespace, cfg):
         mix["extra_noise_families"] = tuple(cfg.extra_noise)
     train = SpeechMixer(pools, split="train", segment_seconds=cfg.segment_seconds, seed=cfg.seed,
                         num_items=TRAIN_ITEMS, clean_proportion=cfg.clean_proportion,
-                        speech_eq_db=cfg.speech_eq_db, **mix)
+                        speech_eq_db=cfg.speech_eq_db, speed_perturb=cfg.speed_perturb, **mix)
     from linseq.data.speech import SPLITS
 
     # no separate validation split in the pools: fixed mixtures of the training split with their own seed (the test
@@ -254,7 +259,7 @@ def _train(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup_steps, snr_range=tuple(args.snr_range) if args.snr_range else None,
         extra_noise=tuple(args.extra_noise) if args.extra_noise else None, sisdr_weight=args.sisdr_weight,
         stoi_weight=args.stoi_weight, clean_proportion=args.clean_proportion, speech_eq_db=args.speech_eq_db,
-        ema_decay=args.ema_decay,
+        speed_perturb=args.speed_perturb, ema_decay=args.ema_decay,
     )
     if args.minutes is not None and args.steps is None:
         cfg.steps = None  # a time budget alone

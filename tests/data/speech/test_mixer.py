@@ -281,3 +281,22 @@ def test_speed_perturb_resamples_the_drawn_crop_and_leaves_it_off_by_default(tin
     assert all(0.8 <= s <= 1.2 for s in speeds) and np.ptp(speeds) > 0.1
     with pytest.raises(ValueError, match="speed_perturb"):
         SpeechMixer(tiny_pools, "train", speed_perturb=0.5)
+
+
+def test_train_cli_gives_speed_perturb_to_the_training_mixer_only(tiny_pools):
+    import argparse
+
+    from linseq.cli.speech import _datasets
+    from linseq.experiments.speech_enhancement.training import TrainConfig
+
+    args = argparse.Namespace(data=str(tiny_pools), preset="ci")
+    train, val, _ = _datasets(args, TrainConfig.from_preset("ci", val_items=2, speed_perturb=0.15))
+    speeds = [train.mix(i)[2]["speed"] for i in range(8)]
+    assert train.speed_perturb == 0.15 and all(0.85 <= s <= 1.15 for s in speeds) and len(set(speeds)) > 1
+    plain, plain_val, _ = _datasets(args, TrainConfig.from_preset("ci", val_items=2))
+    assert plain.speed_perturb == 0.0
+    for (noisy, clean), (noisy0, clean0) in zip(val, plain_val):  # validation mixtures are left as they were
+        np.testing.assert_array_equal(noisy, noisy0)
+        np.testing.assert_array_equal(clean, clean0)
+    with pytest.raises(ValueError, match="speed_perturb must be in"):
+        TrainConfig.from_preset("ci", speed_perturb=0.4).check()

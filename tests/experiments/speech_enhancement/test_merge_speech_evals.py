@@ -29,6 +29,8 @@ def test_run_descriptions_name_mixtures_that_differ_from_the_recipe(tmp_path, lo
     assert "noise)" not in mod._schedule({**recipe, "clean_proportion": 0.0})
     assert mod._schedule({**recipe, "speech_eq_db": 6.0}) == "constant 0.001 (speech coloured ±6 dB)"
     assert "coloured" not in mod._schedule({**recipe, "speech_eq_db": 0.0})
+    assert mod._schedule({**recipe, "speed_perturb": 0.1}) == "constant 0.001 (speech speed ±10 %)"
+    assert "speed" not in mod._schedule({**recipe, "speed_perturb": 0.0})
     assert "SI-SDR" not in mod._schedule({**recipe, "sisdr_weight": 0.0})
     assert mod._schedule({**recipe, "ema_decay": 0.999}) == "constant 0.001 (weight EMA 0.999)"
     assert "EMA" not in mod._schedule({**recipe, "ema_decay": 0.0})

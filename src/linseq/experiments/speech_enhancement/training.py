@@ -79,6 +79,7 @@ class TrainConfig:
     extra_noise: tuple[str, ...] = ()  # generated noise families added to the mixtures (noise.EXTRA_FAMILIES)
     clean_proportion: float = 0.0  # share of training mixtures left without noise (input = target)
     speech_eq_db: float = 0.0  # random colouring of the training speech, gains within ±this (mixer.shape_spectrum)
+    speed_perturb: float = 0.0  # training utterances played at a random speed in [1 - this, 1 + this]
     lr: float = 1e-3
     lr_schedule: str = "constant"  # or "cosine": lr -> lr_min over the budget
     lr_min: float = 1e-5
@@ -139,7 +140,7 @@ class TrainConfig:
         if not self.lr > 0 or (cosine and not 0 <= self.lr_min <= self.lr) or self.warmup_steps < 0:
             raise ValueError(f"need lr > 0, warmup_steps >= 0 and (cosine) 0 <= lr_min <= lr; got lr={self.lr}, "
                              f"lr_min={self.lr_min}, warmup_steps={self.warmup_steps}")
-        check_mixture_options(self.clean_proportion, self.speech_eq_db, self.snr_range)
+        check_mixture_options(self.clean_proportion, self.speech_eq_db, self.snr_range, self.speed_perturb)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0: no weight average); got {self.ema_decay}")
         if self.amp not in AMP_MODES:
