@@ -98,7 +98,9 @@ def render(summary: dict[str, Any], cpu: dict[str, Any] | None = None, short: bo
             f"{summary['evals'][k]['label']}: {v}" for k, v in summary["eval_sources"].items() if k in summary["evals"])
             + "."]
     for key, t in summary.get("training", {}).items():
-        if not t.get("steps_per_run") or key not in summary.get("evals", {}):
+        # a mean of runs (merge_speech_evals.py --averaged-runs) is described by its row label: its runs share one
+        # starting checkpoint, so they form no chain
+        if not t.get("steps_per_run") or key not in summary.get("evals", {}) or t.get("averaged_runs"):
             continue
         if len(t["steps_per_run"]) == 1:
             lines += ["", f"{summary['evals'][key]['label']}: trained from scratch in one run (seed {t['seeds'][0]}), "
@@ -135,11 +137,18 @@ def _test_size(summary: dict[str, Any]) -> str:
     return "?"
 
 
+def _plot_label(label: str, key: str, width: int = 34) -> str:
+    """A system's name on the plot: its label when short, else its results key (``fast_m2_lightning_soup18to20``),
+    so that rows described at length in the table stay readable beside their bars."""
+    import textwrap
+
+    label = label.replace(" (baseline)", "")
+    return textwrap.fill(label, width) if len(label) <= 2 * width else key
+
+
 def plot_results(summary: dict[str, Any], path: Path) -> Path | None:
     """Horizontal bars of WB-PESQ, STOI and SI-SDR per system and subset, with the noisy input's values as
     dashed lines (a bar past its line beats the noisy input) -> PNG."""
-    import textwrap
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,7 +157,7 @@ def plot_results(summary: dict[str, Any], path: Path) -> Path | None:
     systems = _systems(summary)
     if not systems:
         return None
-    labels = [textwrap.fill(summary["evals"][s]["label"].replace(" (baseline)", ""), 34) for s in systems]
+    labels = [_plot_label(summary["evals"][s]["label"], s) for s in systems]
     fig, axes = plt.subplots(1, 3, figsize=(14, 0.55 * len(systems) + 1.6), sharey=True)
     height = 0.38
     noisy = summary["evals"].get("noisy", {}).get("subsets", {})

@@ -118,6 +118,13 @@ def test_render_speech_table_from_results_json(tmp_path, load_script):
     mod.replace_block(doc, "new table")
     assert doc.read_text() == f"intro\n{mod.BEGIN}\nnew table\n{mod.END}\nafter\n"
     assert mod.plot_results(summary, tmp_path / "p.png").stat().st_size > 5000
+    chained = {"steps_per_run": [100, 200], "seeds": [1, 2], "schedules": ["constant 0.001"] * 2}
+    summary["training"] = {"run_a": chained, "run_b": {**chained, "averaged_runs": ["a.json", "b.json"]}}
+    text = mod.render(summary)
+    assert "later run_a: each run started from the previous run's best checkpoint" in text
+    assert "later run_b:" not in text  # a mean of runs from one checkpoint is no chain; its label says what it is
+    assert mod._plot_label("Spectral gating (baseline)", "baseline") == "Spectral gating"
+    assert mod._plot_label("Fast FullSubNet m=2 (Lightning), " + "long description " * 6, "fast_soup") == "fast_soup"
 
 
 def test_speech_breakdown_averages_differences_per_group(load_script):
