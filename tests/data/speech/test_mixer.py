@@ -6,7 +6,7 @@ import torch
 
 from linseq.data.speech import SpeechMixer, mix_at_snr
 from linseq.data.speech.audio import fftconvolve
-from linseq.data.speech.mixer import EQ_FREQS_HZ, resample_to, shape_spectrum
+from linseq.data.speech.mixer import EQ_FREQS_HZ, resample_to, shape_spectrum, smooth_lengths
 
 SR = 16_000
 
@@ -272,6 +272,7 @@ def test_speed_perturb_resamples_the_drawn_crop_and_leaves_it_off_by_default(tin
         speeds.append(info["speed"])
         utt = base.pool.utterance(ids[info["utterance"]]).astype(np.float64)
         n = int(round(fast.segment * info["speed"]))
+        assert smooth_lengths(n, n).tolist() == [n]  # an FFT-friendly crop length
         crop = np.pad(utt, (0, max(0, n - len(utt))))[info["clean_start"]:info["clean_start"] + n]
         if info["clean_only"] or np.abs(crop).max() == 0:
             continue
@@ -281,6 +282,20 @@ def test_speed_perturb_resamples_the_drawn_crop_and_leaves_it_off_by_default(tin
     assert all(0.8 <= s <= 1.2 for s in speeds) and np.ptp(speeds) > 0.1
     with pytest.raises(ValueError, match="speed_perturb"):
         SpeechMixer(tiny_pools, "train", speed_perturb=0.5)
+
+
+def test_smooth_lengths_are_the_integers_without_prime_factors_above_eleven():
+    def largest_prime_factor(n: int) -> int:
+        f, largest = 2, 1
+        while n > 1:
+            while n % f == 0:
+                n, largest = n // f, f
+            f += 1
+        return largest
+
+    got = smooth_lengths(40_000, 41_000).tolist()
+    assert got == [n for n in range(40_000, 41_001) if largest_prime_factor(n) <= 11] and len(got) > 5
+    assert smooth_lengths(49_152, 49_152).tolist() == [49_152] and smooth_lengths(49_153, 49_153).size == 0
 
 
 def test_train_cli_gives_speed_perturb_to_the_training_mixer_only(tiny_pools):

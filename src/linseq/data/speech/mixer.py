@@ -13,7 +13,9 @@ For item ``i`` (research notes §4; our own code):
    and target carry the same colouring and the model cannot lean on one speech spectrum; and ``speed_perturb``
    = p > 0 plays the utterance at a random speed in [1 - p, 1 + p] (cropped to ``segment × speed`` samples, then
    resampled to the segment: pitch, formants and tempo scale together, the usual way to make new voices from
-   few speakers);
+   few speakers; the crop length is the nearest one whose prime factors are all at most 11, so the speed moves
+   by under 1 % and the resampling FFT stays fast: at ±10 % an item took 2.7 ms instead of 5.4 with exact
+   lengths, against 1.8 ms without speed changes, on one core here);
 4. reverb with probability 0.75: the clean segment is convolved with a random RIR (truncated to the segment) and
    the **reverberant clean is the target**;
 5. clean and noise are peak-normalised, then set to -25 dBFS RMS; the noise is scaled to the SNR; the mixture is
@@ -75,6 +77,19 @@ def resample_to(x: np.ndarray, n: int) -> np.ndarray:
     bins = n // 2 + 1
     spectrum = spectrum[:bins] if len(spectrum) >= bins else np.pad(spectrum, (0, bins - len(spectrum)))
     return np.fft.irfft(spectrum, n) * (n / len(x))
+
+
+def smooth_lengths(low: int, high: int, primes: tuple[int, ...] = (2, 3, 5, 7, 11)) -> np.ndarray:
+    """The integers in ``[low, high]`` with no prime factor above ``max(primes)``, ascending (fast FFT lengths)."""
+    values = {1}
+    for p in primes:
+        grown = set()
+        for v in values:
+            while v <= high:
+                grown.add(v)
+                v *= p
+        values = grown
+    return np.array(sorted(v for v in values if low <= v <= high), dtype=np.int64)
 
 
 def check_mixture_options(clean_proportion: float, speech_eq_db: float,
@@ -192,6 +207,9 @@ class SpeechMixer(torch.utils.data.Dataset):
         self.reverb_proportion, self.target_dbfs = float(reverb_proportion), float(target_dbfs)
         self.clean_proportion, self.speech_eq_db = float(clean_proportion), float(speech_eq_db)
         self.speed_perturb = float(speed_perturb)
+        # crop lengths the speed is rounded to (see the module doc); empty when none lies in range: exact lengths
+        self._crop_lengths = smooth_lengths(math.ceil(self.segment * (1 - self.speed_perturb)),
+                                            math.floor(self.segment * (1 + self.speed_perturb)))
         self.gap = int(round(noise_gap_seconds * SAMPLE_RATE))
         self.noise_sampling = noise_sampling
         w = np.maximum(self.pool.utterance_lengths(), self.segment).astype(np.float64)
@@ -259,7 +277,11 @@ class SpeechMixer(torch.utils.data.Dataset):
         u = min(int(np.searchsorted(self._utt_cdf, rng.random(), side="right")), len(self._utt_cdf) - 1)
         # drawn only when on, so every mixture of speed_perturb=0 stays as it was
         speed = 1.0 + rng.uniform(-self.speed_perturb, self.speed_perturb) if self.speed_perturb else 1.0
-        clean, start = crop_or_pad(self.pool.utterance(u), max(1, int(round(self.segment * speed))), rng)
+        crop = max(1, int(round(self.segment * speed)))
+        if self.speed_perturb and len(self._crop_lengths):
+            crop = int(self._crop_lengths[np.argmin(np.abs(self._crop_lengths - self.segment * speed))])
+            speed = crop / self.segment
+        clean, start = crop_or_pad(self.pool.utterance(u), crop, rng)
         if self.speed_perturb:
             clean = resample_to(clean, self.segment)
         noise, clips = noise_segment(self.pool, self.segment, rng, self.gap, self._pick_noise)
