@@ -207,9 +207,11 @@ class SpeechMixer(torch.utils.data.Dataset):
         self.reverb_proportion, self.target_dbfs = float(reverb_proportion), float(target_dbfs)
         self.clean_proportion, self.speech_eq_db = float(clean_proportion), float(speech_eq_db)
         self.speed_perturb = float(speed_perturb)
-        # crop lengths the speed is rounded to (see the module doc); empty when none lies in range: exact lengths
-        self._crop_lengths = smooth_lengths(math.ceil(self.segment * (1 - self.speed_perturb)),
-                                            math.floor(self.segment * (1 + self.speed_perturb)))
+        # crop lengths the speed is rounded to (see the module doc); empty without speed_perturb or when none lies
+        # in range (then the crop keeps its exact length)
+        self._crop_lengths = (smooth_lengths(math.ceil(self.segment * (1 - self.speed_perturb)),
+                                             math.floor(self.segment * (1 + self.speed_perturb)))
+                              if self.speed_perturb else np.empty(0, dtype=np.int64))
         self.gap = int(round(noise_gap_seconds * SAMPLE_RATE))
         self.noise_sampling = noise_sampling
         w = np.maximum(self.pool.utterance_lengths(), self.segment).astype(np.float64)
@@ -278,7 +280,7 @@ class SpeechMixer(torch.utils.data.Dataset):
         # drawn only when on, so every mixture of speed_perturb=0 stays as it was
         speed = 1.0 + rng.uniform(-self.speed_perturb, self.speed_perturb) if self.speed_perturb else 1.0
         crop = max(1, int(round(self.segment * speed)))
-        if self.speed_perturb and len(self._crop_lengths):
+        if len(self._crop_lengths):
             crop = int(self._crop_lengths[np.argmin(np.abs(self._crop_lengths - self.segment * speed))])
             speed = crop / self.segment
         clean, start = crop_or_pad(self.pool.utterance(u), crop, rng)
