@@ -14,8 +14,9 @@ For item ``i`` (research notes §4; our own code):
    = p > 0 plays the utterance at a random speed in [1 - p, 1 + p] (cropped to ``segment × speed`` samples, then
    resampled to the segment: pitch, formants and tempo scale together, the usual way to make new voices from
    few speakers; the crop length is the nearest one whose prime factors are all at most 11, so the speed moves
-   by under 1 % and the resampling FFT stays fast: at ±10 % an item took 2.7 ms instead of 5.4 with exact
-   lengths, against 1.8 ms without speed changes, on one core here);
+   by under 1 % and the resampling FFT stays fast: at ±10 % an item took 2.3 ms instead of 4.4 with exact
+   lengths, against 1.6 ms without speed changes, on one core here,
+   benchmarks/results/speech/cpu/mixer_timing.json);
 4. reverb with probability 0.75: the clean segment is convolved with a random RIR (truncated to the segment) and
    the **reverberant clean is the target**;
 5. clean and noise are peak-normalised, then set to -25 dBFS RMS; the noise is scaled to the SNR; the mixture is
