@@ -145,6 +145,26 @@ def test_speech_breakdown_averages_differences_per_group(load_script):
     assert "| noise: hum | 2 | +1.00 |" in text
 
 
+def test_paired_intervals_pair_clips_by_name_and_cover_the_mean(load_script):
+    mod = load_script("benchmarks/speech_paired_ci.py")
+    rng = np.random.default_rng()
+    gain = rng.normal(0.5, 1.0, size=60)
+    clips = [{"name": f"c{i}", "subset": s} for s in ("with_reverb", "no_reverb") for i in range(30)]
+    noisy = {"per_clip": [{**c, "SI_SDR": float(v)} for c, v in zip(clips, rng.normal(10, 3, size=60))]}
+    model = {"per_clip": [{**c, "SI_SDR": n["SI_SDR"] + g} for c, n, g in zip(clips, noisy["per_clip"], gain)][::-1]}
+    table = mod.paired_table(model, noisy, ["SI_SDR"], resamples=2000)
+    for k, subset in enumerate(("with_reverb", "no_reverb")):
+        row, part = table[subset]["SI_SDR"], gain[30 * k:30 * (k + 1)]
+        assert row["n"] == 30 and row["mean"] == pytest.approx(part.mean())
+        assert row["low"] < row["mean"] < row["high"] and row["improved"] == pytest.approx((part > 0).mean())
+        half = 1.96 * part.std(ddof=1) / np.sqrt(30)  # the bootstrap interval is near the normal one
+        assert row["high"] - row["low"] == pytest.approx(2 * half, rel=0.3)
+    assert mod.bootstrap_interval(np.full(10, 0.25), 200) == (0.25, 0.25)
+    with pytest.raises(ValueError, match="clip 'c0' of subset 'with_reverb' has no noisy value"):
+        mod.paired_table(model, {"per_clip": noisy["per_clip"][1:]}, ["SI_SDR"], resamples=100)
+    assert "| with_reverb | SI_SDR | 30 |" in mod.markdown(table, "m")
+
+
 def test_docs_speech_block_is_the_rendering_of_the_committed_results(load_script):
     mod = load_script("benchmarks/render_speech_table.py")
     summary, cpu = mod.load()
