@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "speech" / "results.json"
 CPU_COMPLEXITY = ROOT / "benchmarks" / "results" / "speech" / "cpu" / "complexity.json"
 DOCS = ROOT / "docs" / "speech.md"
+SHIPPED_PROVENANCE = ROOT / "src" / "linseq" / "models" / "speech" / "weights" / "fast_fullsubnet" / "provenance.json"
 BEGIN, END = "<!-- speech-results:begin -->", "<!-- speech-results:end -->"
 ORDER = ["noisy", "baseline", "fullsubnet", "fast_m2", "fast_m8", "fast_m2_lightning"]
 COMPLEXITY_NAME = {"fullsubnet": "FullSubNet", "fast_m2": "Fast FullSubNet m=2", "fast_m8": "Fast FullSubNet m=8",
@@ -38,20 +39,49 @@ def _systems(summary: dict[str, Any]) -> list[str]:
     return [s for s in ORDER if s in evals] + [s for s in evals if s not in ORDER]
 
 
-def quality_table(summary: dict[str, Any]) -> str:
-    """Systems × (WB-PESQ, NB-PESQ, STOI %, SI-SDR dB) for with_reverb and no_reverb."""
+def _metric_cells(subsets: dict[str, Any], signed: bool = False) -> list[str]:
+    cells = []
+    for subset, _ in SUBSETS:
+        m = subsets.get(subset, {})
+        stoi = m.get("STOI")
+        values = [(m.get("WB_PESQ"), 3), (m.get("NB_PESQ"), 3), (None if stoi is None else 100 * stoi, 2),
+                  (m.get("SI_SDR"), 2)]
+        cells += [("+" if signed and v is not None and v >= 0 else "") + _f(v, d) for v, d in values]
+    return cells
+
+
+def quality_table(summary: dict[str, Any], systems: list[str] | None = None,
+                  labels: dict[str, str] | None = None) -> str:
+    """Systems (default: every evaluated one) × (WB-PESQ, NB-PESQ, STOI %, SI-SDR dB) for with_reverb and
+    no_reverb; ``labels`` overrides a system's row label."""
     head = ["system"] + [f"{short} {m}" for _, short in SUBSETS for m in ("WB-PESQ", "NB-PESQ", "STOI %", "SI-SDR")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for s in _systems(summary):
+    for s in systems if systems is not None else _systems(summary):
         e = summary["evals"][s]
-        cells = [e["label"]]
-        for subset, _ in SUBSETS:
-            m = e["subsets"].get(subset, {})
-            stoi = m.get("STOI")
-            cells += [_f(m.get("WB_PESQ"), 3), _f(m.get("NB_PESQ"), 3), _f(None if stoi is None else 100 * stoi, 2),
-                      _f(m.get("SI_SDR"), 2)]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([(labels or {}).get(s, e["label"])] + _metric_cells(e["subsets"])) + " |")
     return "\n".join(lines)
+
+
+def shipped_row() -> str | None:
+    """The results row of the Fast FullSubNet that ships as `linseq enhance`'s default, or None before one ships."""
+    if not SHIPPED_PROVENANCE.is_file():
+        return None
+    return json.loads(SHIPPED_PROVENANCE.read_text())["row"]
+
+
+def headline_table(summary: dict[str, Any], shipped: str) -> str:
+    """The noisy input, the baseline, the equal-budget models and the shipped model, then the shipped model's
+    margin over the noisy input."""
+    evals = summary["evals"]
+    systems = [s for s in ORDER if s in evals] + [shipped]
+    labels = {shipped: f"**Shipped**: Fast FullSubNet m=2 (Lightning), `{shipped}`"}
+    for s in ORDER[2:]:
+        if s in evals:
+            labels[s] = f"{evals[s]['label']} ({_f(summary.get('minutes'), 0)} min)"
+    margin = {sub: {m: evals[shipped]["subsets"][sub][m] - evals["noisy"]["subsets"][sub][m]
+                    for m in evals[shipped]["subsets"][sub] if m != "n"} for sub, _ in SUBSETS}
+    return (quality_table(summary, systems, labels) + "\n| shipped − noisy | "
+            + " | ".join(_metric_cells(margin, signed=True)) + " |")
 
 
 def _rows_by_model(complexity: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -77,12 +107,21 @@ def complexity_table(summary: dict[str, Any], cpu: dict[str, Any] | None) -> str
     return "\n".join(lines)
 
 
-def render(summary: dict[str, Any], cpu: dict[str, Any] | None = None, short: bool = False) -> str:
-    """The Markdown block: provenance line, quality table, complexity table."""
+def render(summary: dict[str, Any], cpu: dict[str, Any] | None = None, short: bool = False,
+           shipped: str | None = None) -> str:
+    """The Markdown block: the shipped model against the equal-budget rows (when ``shipped`` names a row), the
+    provenance line, the quality table of every evaluated model, the complexity table."""
     if short:
         return quality_table(summary)
     meta = summary.get("meta", {})
-    lines = [
+    lines = []
+    if shipped is not None and shipped in summary.get("evals", {}) and "noisy" in summary["evals"]:
+        lines += [f"The model `linseq enhance` uses by default (`{shipped}`, described in the full table below) "
+                  f"beside the noisy input, the baseline and the models trained for "
+                  f"{_f(summary.get('minutes'), 0)} minutes each (the shipped model trained far longer: a chain of runs "
+                  f"and means of runs, in the full table):", "", headline_table(summary, shipped), "",
+                  "Every evaluated model, in the order they were trained:", ""]
+    lines += [
         f"Measured by `benchmarks/gpu_speech.sh` on **{meta.get('device', '?')}**, {str(meta.get('date', '?'))[:10]}, "
         f"commit `{meta.get('commit', '?')}`: each model trained for **{_f(summary.get('minutes'), 1)} minutes** of "
         f"wall time, {_n_models(summary)} at once on one device, on the offline pools; test set: "
@@ -146,7 +185,7 @@ def _plot_label(label: str, key: str, width: int = 34) -> str:
     return textwrap.fill(label, width) if len(label) <= 2 * width else key
 
 
-def plot_results(summary: dict[str, Any], path: Path) -> Path | None:
+def plot_results(summary: dict[str, Any], path: Path, shipped: str | None = None) -> Path | None:
     """Horizontal bars of WB-PESQ, STOI and SI-SDR per system and subset, with the noisy input's values as
     dashed lines (a bar past its line beats the noisy input) -> PNG."""
     import matplotlib
@@ -157,7 +196,7 @@ def plot_results(summary: dict[str, Any], path: Path) -> Path | None:
     systems = _systems(summary)
     if not systems:
         return None
-    labels = [_plot_label(summary["evals"][s]["label"], s) for s in systems]
+    labels = [_plot_label(summary["evals"][s]["label"], s) + ("\n(shipped)" if s == shipped else "") for s in systems]
     fig, axes = plt.subplots(1, 3, figsize=(14, 0.55 * len(systems) + 1.6), sharey=True)
     height = 0.38
     noisy = summary["evals"].get("noisy", {}).get("subsets", {})
@@ -208,9 +247,9 @@ def main() -> None:
         print(f"no {RESULTS.relative_to(ROOT)} yet; nothing to render")
         return
     summary, cpu = load()
-    body = render(summary, cpu)
+    body = render(summary, cpu, shipped=shipped_row())
     if args.plot:
-        plot_results(summary, RESULTS.parent / "speech_results.png")
+        plot_results(summary, RESULTS.parent / "speech_results.png", shipped=shipped_row())
     if args.docs:
         replace_block(DOCS, body)
         print(f"updated {DOCS.relative_to(ROOT)}")

@@ -125,6 +125,16 @@ def test_render_speech_table_from_results_json(tmp_path, load_script):
     assert "later run_b:" not in text  # a mean of runs from one checkpoint is no chain; its label says what it is
     assert mod._plot_label("Spectral gating (baseline)", "baseline") == "Spectral gating"
     assert mod._plot_label("Fast FullSubNet m=2 (Lightning), " + "long description " * 6, "fast_soup") == "fast_soup"
+    assert "**Shipped**" not in text  # nothing shipped: no headline table
+    full = {"with_reverb": sub, "no_reverb": sub}
+    summary["evals"]["noisy"]["subsets"] = {s: {**sub, "STOI": 0.92, "SI_SDR": 13.0} for s in full}
+    summary["evals"]["run_b"]["subsets"] = full
+    text = mod.render(summary, shipped="run_b")
+    head = text.split("Every evaluated model")[0]
+    assert "| **Shipped**: Fast FullSubNet m=2 (Lightning), `run_b` | 2.500 |" in head
+    assert "| Fast FullSubNet m=2 (5 min) | 2.500 |" in head and "later run_a" not in head
+    assert "| shipped − noisy | +0.000 | +0.000 | +1.00 | +1.20 |" in head
+    assert mod.plot_results(summary, tmp_path / "p.png", shipped="run_b").stat().st_size > 5000
 
 
 def test_speech_breakdown_averages_differences_per_group(load_script):
@@ -169,7 +179,7 @@ def test_docs_speech_block_is_the_rendering_of_the_committed_results(load_script
     mod = load_script("benchmarks/render_speech_table.py")
     summary, cpu = mod.load()
     block = mod.DOCS.read_text().split(mod.BEGIN, 1)[1].split(mod.END, 1)[0].strip()
-    assert block == mod.render(summary, cpu).strip(), "docs/speech.md is stale: run python docs/build_readme.py"
+    assert block == mod.render(summary, cpu, shipped=mod.shipped_row()).strip(), "docs/speech.md is stale: run python docs/build_readme.py"
 
 
 def test_enhance_waves_gives_each_clip_the_same_result_in_any_batch():
