@@ -77,11 +77,32 @@ def headline_table(summary: dict[str, Any], shipped: str) -> str:
     labels = {shipped: f"**Shipped**: Fast FullSubNet m=2 (Lightning), `{shipped}`"}
     for s in ORDER[2:]:
         if s in evals:
-            labels[s] = f"{evals[s]['label']} ({_f(summary.get('minutes'), 0)} min)"
+            labels[s] = f"{evals[s]['label']}, {_f(summary.get('minutes'), 0)} min"
     margin = {sub: {m: evals[shipped]["subsets"][sub][m] - evals["noisy"]["subsets"][sub][m]
                     for m in evals[shipped]["subsets"][sub] if m != "n"} for sub, _ in SUBSETS}
-    return (quality_table(summary, systems, labels) + "\n| shipped − noisy | "
-            + " | ".join(_metric_cells(margin, signed=True)) + " |")
+    lines = [quality_table(summary, systems, labels),
+             "| shipped − noisy | " + " | ".join(_metric_cells(margin, signed=True)) + " |"]
+    ci = paired_intervals(evals[shipped].get("weights_sha256"))
+    if ci is not None:
+        cells = []
+        for subset, _ in SUBSETS:
+            for metric, digits in (("WB_PESQ", 3), ("NB_PESQ", 3), ("STOI", 2), ("SI_SDR", 2)):
+                r, scale = ci["table"][subset][metric], 100.0 if metric == "STOI" else 1.0
+                cells.append(f"[{scale * r['low']:+.{digits}f}, {scale * r['high']:+.{digits}f}]")
+        lines.append("| 95 % interval of the shipped − noisy mean over clips (paired bootstrap) | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_intervals(weights_sha256: str | None) -> dict[str, Any] | None:
+    """The ``speech_paired_ci.py --out`` file under benchmarks/results/speech for these weights, or None."""
+    if not weights_sha256:
+        return None
+    for path in sorted(RESULTS.parent.glob("*/paired_ci_vs_noisy.json")):
+        data = json.loads(path.read_text())
+        if data.get("weights_sha256") == weights_sha256:
+            return {**data, "source": str(path.relative_to(ROOT))}
+    return None
 
 
 def _rows_by_model(complexity: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -119,7 +140,13 @@ def render(summary: dict[str, Any], cpu: dict[str, Any] | None = None, short: bo
         lines += [f"The model `linseq enhance` uses by default (`{shipped}`, described in the full table below) "
                   f"beside the noisy input, the baseline and the models trained for "
                   f"{_f(summary.get('minutes'), 0)} minutes each (the shipped model trained far longer: a chain of runs "
-                  f"and means of runs, in the full table):", "", headline_table(summary, shipped), "",
+                  f"and means of runs, in the full table):", "", headline_table(summary, shipped), ""]
+        ci = paired_intervals(summary["evals"][shipped].get("weights_sha256"))
+        if ci is not None:
+            lines += [f"The intervals come from `benchmarks/speech_paired_ci.py` (`{ci['source']}`): per-clip "
+                      f"differences against the noisy input's (`{ci['noisy']}`, the same clips), clips resampled {ci['resamples']:,} times; an interval "
+                      f"that reaches below zero means the mean gain could be chance in the choice of clips.", ""]
+        lines += [
                   "Every evaluated model, in the order they were trained:", ""]
     lines += [
         f"Measured by `benchmarks/gpu_speech.sh` on **{meta.get('device', '?')}**, {str(meta.get('date', '?'))[:10]}, "

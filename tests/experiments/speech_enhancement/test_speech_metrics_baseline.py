@@ -1,5 +1,7 @@
 """Metrics sanity (SI-SDR, PESQ, STOI), the spectral-gating baseline, block resampling == whole-signal resampling."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -95,7 +97,7 @@ def test_block_resampler_equals_whole_signal(rates):
     np.testing.assert_allclose(y, ref, atol=1e-12)
 
 
-def test_render_speech_table_from_results_json(tmp_path, load_script):
+def test_render_speech_table_from_results_json(tmp_path, load_script, monkeypatch):
     mod = load_script("benchmarks/render_speech_table.py")
     sub = {"WB_PESQ": 2.5, "NB_PESQ": 3.1, "STOI": 0.93, "SI_SDR": 14.2, "n": 150}
     summary = {
@@ -132,9 +134,22 @@ def test_render_speech_table_from_results_json(tmp_path, load_script):
     text = mod.render(summary, shipped="run_b")
     head = text.split("Every evaluated model")[0]
     assert "| **Shipped**: Fast FullSubNet m=2 (Lightning), `run_b` | 2.500 |" in head
-    assert "| Fast FullSubNet m=2 (5 min) | 2.500 |" in head and "later run_a" not in head
+    assert "| Fast FullSubNet m=2, 5 min | 2.500 |" in head and "later run_a" not in head
     assert "| shipped − noisy | +0.000 | +0.000 | +1.00 | +1.20 |" in head
     assert mod.plot_results(summary, tmp_path / "p.png", shipped="run_b").stat().st_size > 5000
+    assert "95 % interval" not in head  # no paired intervals for these weights
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    monkeypatch.setattr(mod, "RESULTS", tmp_path / "speech" / "results.json")
+    band = {"low": -0.001, "high": 0.004}
+    (tmp_path / "speech" / "soup").mkdir(parents=True)
+    (tmp_path / "speech" / "soup" / "paired_ci_vs_noisy.json").write_text(json.dumps(
+        {"weights_sha256": "ab" * 32, "noisy": "eval_noisy.json", "resamples": 1000,
+         "table": {s: {m: band for m in sub} for s in full}}))
+    assert "95 % interval" not in mod.render(summary, shipped="run_b")  # other weights than the row's
+    summary["evals"]["run_b"]["weights_sha256"] = "ab" * 32
+    text = mod.render(summary, shipped="run_b")
+    assert "| 95 % interval of the shipped − noisy mean over clips (paired bootstrap) | [-0.001, +0.004] |" in text
+    assert "[-0.10, +0.40] |" in text and "`speech/soup/paired_ci_vs_noisy.json`" in text
 
 
 def test_speech_breakdown_averages_differences_per_group(load_script):
