@@ -4,6 +4,10 @@
     python benchmarks/render_speech_table.py --docs     # refill the block between the markers in docs/speech.md
     python benchmarks/render_speech_table.py --plot     # also redraw benchmarks/results/speech/speech_results.png
 
+Once a model ships (its provenance.json in the package), the block opens with it beside the equal-budget rows, its
+margins over the noisy input and, where benchmarks/speech_paired_ci.py wrote them for its weights, their paired
+95 % intervals.
+
 Sources: benchmarks/results/speech/results.json (written by benchmarks/speech_gpu.py: evaluations, training
 summaries, GPU real-time factors) and, if present, benchmarks/results/speech/cpu/complexity.json (written by
 `linseq speech rtf --no-gpu --out benchmarks/results/speech/cpu` on a CPU). Nothing here is typed by hand.
@@ -74,7 +78,7 @@ def headline_table(summary: dict[str, Any], shipped: str) -> str:
     margin over the noisy input."""
     evals = summary["evals"]
     systems = [s for s in ORDER if s in evals] + [shipped]
-    labels = {shipped: f"**Shipped**: Fast FullSubNet m=2 (Lightning), `{shipped}`"}
+    labels = {shipped: f"**Shipped**: {evals[shipped]['label'].split(', ')[0]}, `{shipped}`"}
     for s in ORDER[2:]:
         if s in evals:
             labels[s] = f"{evals[s]['label']}, {_f(summary.get('minutes'), 0)} min"
@@ -144,10 +148,10 @@ def render(summary: dict[str, Any], cpu: dict[str, Any] | None = None, short: bo
         ci = paired_intervals(summary["evals"][shipped].get("weights_sha256"))
         if ci is not None:
             lines += [f"The intervals come from `benchmarks/speech_paired_ci.py` (`{ci['source']}`): per-clip "
-                      f"differences against the noisy input's (`{ci['noisy']}`, the same clips), clips resampled {ci['resamples']:,} times; an interval "
-                      f"that reaches below zero means the mean gain could be chance in the choice of clips.", ""]
-        lines += [
-                  "Every evaluated model, in the order they were trained:", ""]
+                      f"differences against the noisy input's (`{ci['noisy']}`, the same clips), clips resampled "
+                      f"{ci['resamples']:,} times; an interval that reaches below zero means the mean gain could be "
+                      f"chance in the choice of clips.", ""]
+        lines += ["Every evaluated model, in the order they were trained:", ""]
     lines += [
         f"Measured by `benchmarks/gpu_speech.sh` on **{meta.get('device', '?')}**, {str(meta.get('date', '?'))[:10]}, "
         f"commit `{meta.get('commit', '?')}`: each model trained for **{_f(summary.get('minutes'), 1)} minutes** of "

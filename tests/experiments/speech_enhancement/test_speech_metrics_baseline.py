@@ -133,7 +133,7 @@ def test_render_speech_table_from_results_json(tmp_path, load_script, monkeypatc
     summary["evals"]["run_b"]["subsets"] = full
     text = mod.render(summary, shipped="run_b")
     head = text.split("Every evaluated model")[0]
-    assert "| **Shipped**: Fast FullSubNet m=2 (Lightning), `run_b` | 2.500 |" in head
+    assert "| **Shipped**: later run_b, `run_b` | 2.500 |" in head
     assert "| Fast FullSubNet m=2, 5 min | 2.500 |" in head and "later run_a" not in head
     assert "| shipped − noisy | +0.000 | +0.000 | +1.00 | +1.20 |" in head
     assert mod.plot_results(summary, tmp_path / "p.png", shipped="run_b").stat().st_size > 5000
