@@ -31,6 +31,7 @@ ORDER = ["noisy", "baseline", "fullsubnet", "fast_m2", "fast_m8", "fast_m2_light
 COMPLEXITY_NAME = {"fullsubnet": "FullSubNet", "fast_m2": "Fast FullSubNet m=2", "fast_m8": "Fast FullSubNet m=8",
                    "fast_m2_lightning": "Fast FullSubNet m=2 (Lightning)"}
 SUBSETS = (("with_reverb", "WR"), ("no_reverb", "NR"))
+COLUMNS = (("WB_PESQ", 1.0, 3), ("NB_PESQ", 1.0, 3), ("STOI", 100.0, 2), ("SI_SDR", 1.0, 2))  # metric, scale, digits
 
 
 def _f(x: Any, digits: int) -> str:
@@ -44,13 +45,13 @@ def _systems(summary: dict[str, Any]) -> list[str]:
 
 
 def _metric_cells(subsets: dict[str, Any], signed: bool = False) -> list[str]:
+    """One cell per subset and metric of ``COLUMNS`` (STOI in points of %); ``signed`` writes a + on gains."""
     cells = []
     for subset, _ in SUBSETS:
         m = subsets.get(subset, {})
-        stoi = m.get("STOI")
-        values = [(m.get("WB_PESQ"), 3), (m.get("NB_PESQ"), 3), (None if stoi is None else 100 * stoi, 2),
-                  (m.get("SI_SDR"), 2)]
-        cells += [("+" if signed and v is not None and v >= 0 else "") + _f(v, d) for v, d in values]
+        for metric, scale, digits in COLUMNS:
+            v = None if m.get(metric) is None else scale * m[metric]
+            cells.append(("+" if signed and v is not None and v >= 0 else "") + _f(v, digits))
     return cells
 
 
@@ -73,9 +74,9 @@ def shipped_row() -> str | None:
     return json.loads(SHIPPED_PROVENANCE.read_text())["row"]
 
 
-def headline_table(summary: dict[str, Any], shipped: str) -> str:
+def headline_table(summary: dict[str, Any], shipped: str, ci: dict[str, Any] | None = None) -> str:
     """The noisy input, the baseline, the equal-budget models and the shipped model, then the shipped model's
-    margin over the noisy input."""
+    margin over the noisy input and, with ``ci`` (a ``paired_intervals`` result), its 95 % intervals."""
     evals = summary["evals"]
     systems = [s for s in ORDER if s in evals] + [shipped]
     labels = {shipped: f"**Shipped**: {evals[shipped]['label'].split(', ')[0]}, `{shipped}`"}
@@ -86,13 +87,10 @@ def headline_table(summary: dict[str, Any], shipped: str) -> str:
                     for m in evals[shipped]["subsets"][sub] if m != "n"} for sub, _ in SUBSETS}
     lines = [quality_table(summary, systems, labels),
              "| shipped − noisy | " + " | ".join(_metric_cells(margin, signed=True)) + " |"]
-    ci = paired_intervals(evals[shipped].get("weights_sha256"))
     if ci is not None:
-        cells = []
-        for subset, _ in SUBSETS:
-            for metric, digits in (("WB_PESQ", 3), ("NB_PESQ", 3), ("STOI", 2), ("SI_SDR", 2)):
-                r, scale = ci["table"][subset][metric], 100.0 if metric == "STOI" else 1.0
-                cells.append(f"[{scale * r['low']:+.{digits}f}, {scale * r['high']:+.{digits}f}]")
+        cells = [f"[{scale * r['low']:+.{digits}f}, {scale * r['high']:+.{digits}f}]"
+                 for subset, _ in SUBSETS for metric, scale, digits in COLUMNS
+                 for r in [ci["table"][subset][metric]]]
         lines.append("| 95 % interval of the shipped − noisy mean over clips (paired bootstrap) | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -143,9 +141,10 @@ def render(summary: dict[str, Any], cpu: dict[str, Any] | None = None, short: bo
     if shipped is not None and shipped in summary.get("evals", {}) and "noisy" in summary["evals"]:
         lines += [f"The model `linseq enhance` uses by default (`{shipped}`, described in the full table below) "
                   f"beside the noisy input, the baseline and the models trained for "
-                  f"{_f(summary.get('minutes'), 0)} minutes each (the shipped model trained far longer: a chain of runs "
-                  f"and means of runs, in the full table):", "", headline_table(summary, shipped), ""]
+                  f"{_f(summary.get('minutes'), 0)} minutes each (the shipped model trained far longer: a chain "
+                  f"of runs and means of runs, in the full table):", ""]
         ci = paired_intervals(summary["evals"][shipped].get("weights_sha256"))
+        lines += [headline_table(summary, shipped, ci), ""]
         if ci is not None:
             lines += [f"The intervals come from `benchmarks/speech_paired_ci.py` (`{ci['source']}`): per-clip "
                       f"differences against the noisy input's (`{ci['noisy']}`, the same clips), clips resampled "
@@ -278,9 +277,10 @@ def main() -> None:
         print(f"no {RESULTS.relative_to(ROOT)} yet; nothing to render")
         return
     summary, cpu = load()
-    body = render(summary, cpu, shipped=shipped_row())
+    shipped = shipped_row()
+    body = render(summary, cpu, shipped=shipped)
     if args.plot:
-        plot_results(summary, RESULTS.parent / "speech_results.png", shipped=shipped_row())
+        plot_results(summary, RESULTS.parent / "speech_results.png", shipped=shipped)
     if args.docs:
         replace_block(DOCS, body)
         print(f"updated {DOCS.relative_to(ROOT)}")

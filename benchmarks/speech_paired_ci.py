@@ -22,9 +22,9 @@ import numpy as np
 SUBSETS = ("with_reverb", "no_reverb")
 
 
-def paired_differences(model: dict, noisy: dict, metric: str, subset: str) -> np.ndarray:
-    """Per-clip ``model − noisy`` of ``metric`` over the clips of ``subset``; shape [clips]."""
-    reference = {(r["subset"], r["name"]): r for r in noisy["per_clip"]}
+def paired_differences(model: dict, reference: dict[tuple[str, str], dict], metric: str, subset: str) -> np.ndarray:
+    """Per-clip ``model − noisy`` of ``metric`` over the clips of ``subset``; ``reference``: the noisy input's
+    per-clip rows by ``(subset, name)``. Shape [clips]."""
     out = []
     for row in model["per_clip"]:
         if row["subset"] != subset:
@@ -51,11 +51,12 @@ def bootstrap_interval(diff: np.ndarray, resamples: int = 10000, level: float = 
 def paired_table(model: dict, noisy: dict, metrics: list[str], resamples: int = 10000,
                  seed: int = 0) -> dict[str, dict[str, dict]]:
     """``{subset: {metric: {"n", "mean", "low", "high", "improved"}}}``, differences in the metric's own unit."""
+    reference = {(r["subset"], r["name"]): r for r in noisy["per_clip"]}
     table: dict[str, dict[str, dict]] = {}
     for subset in SUBSETS:
         table[subset] = {}
         for metric in metrics:
-            diff = paired_differences(model, noisy, metric, subset)
+            diff = paired_differences(model, reference, metric, subset)
             low, high = bootstrap_interval(diff, resamples, seed=seed)
             table[subset][metric] = {"n": len(diff), "mean": float(diff.mean()), "low": low, "high": high,
                                      "improved": float((diff > 0).mean())}

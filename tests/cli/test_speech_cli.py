@@ -87,15 +87,13 @@ def test_enhance_errors_are_one_line(tmp_path, tiny_checkpoint, capsys, monkeypa
 
 @pytest.mark.skipif(not (ckpt_mod.SHIPPED / "model.safetensors").is_file(), reason="no Fast FullSubNet has shipped")
 def test_enhance_with_the_shipped_model_removes_white_noise(tmp_path, capsys):
+    from linseq.data.speech import mix_at_snr
     from linseq.experiments.speech_enhancement.metrics import si_sdr
     from linseq.experiments.speech_enhancement.synthetic import _voice
 
     rng = np.random.default_rng()
-    clean = _voice(rng, 2 * 16000)
-    clean *= 10 ** (-25 / 20) / np.sqrt(np.mean(clean**2))
-    noise = rng.standard_normal(clean.size)
-    noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2)) / 10 ** (5 / 20)  # 5 dB SNR
-    noisy = (clean + noise).astype(np.float32)
+    noisy, clean = mix_at_snr(_voice(rng, 2 * 16000), rng.standard_normal(2 * 16000), snr_db=5, level_dbfs=-25)
+    noisy = noisy.astype(np.float32)
     sf.write(tmp_path / "noisy.wav", noisy, 16000, subtype="FLOAT")
     assert main(["enhance", str(tmp_path / "noisy.wav"), "-o", str(tmp_path / "out.wav"), "--no-progress"]) == 0
     assert "shipped Fast FullSubNet" in capsys.readouterr().out
